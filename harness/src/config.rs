@@ -1,0 +1,396 @@
+//! Run configs: what to train, on what, how (SPEC §2).
+//!
+//! A config is read from TOML with unknown keys rejected, then [`RunConfig::resolve`]d: every
+//! default is written out (the augmentation policy of the dataset, the SPEC's optimizer and
+//! schedule), values are validated, and the result is what gets hashed and recorded. Paths are
+//! not part of a config: where the data lives is the machine's business, what the data *is*
+//! is recorded as a fingerprint with the run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augment, Dataset};
+use crate::methods::MethodConfig;
+use crate::models::Arch;
+use crate::{Error, Result};
+
+/// The version of the config schema; part of every config hash.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One training run: method × dataset × architecture × seed, and the recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Config schema version; defaults to the current one.
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+    /// Every random draw of the run (init, shuffling, augmentation, dropout, attack starts)
+    /// derives from this seed.
+    pub seed: u64,
+    /// Where to compute.
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// The data.
+    pub data: DataConfig,
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The training method (outer loss and inner maximiser).
+    pub method: MethodConfig,
+    /// Epochs and batch size.
+    pub train: TrainConfig,
+    /// The optimizer; SPEC §2 default: SGD, lr 0.01, momentum 0.9, weight decay 3.5e-3.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule; SPEC §2 default: ×0.1 at epochs 75, 90, 100.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+/// Where tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA device; an error when none is available.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The tch device this choice selects on this machine.
+    pub fn device(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(Error::Invalid(
+                "device = \"cuda\" but libtorch sees no CUDA device; use device = \"cpu\" or \"auto\"".into(),
+            )),
+        }
+    }
+}
+
+/// Which data, which part of it, and how it is augmented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// Augmentation; omitted means the dataset's SPEC §2 policy.
+    #[serde(default)]
+    pub augment: Option<Augment>,
+    /// Training images held out (by a seeded permutation) as a validation split.
+    #[serde(default)]
+    pub val_holdout: usize,
+    /// Train on only the first N training images (smoke tests); omitted means all.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N test images; omitted means all.
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+}
+
+/// The architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Which network.
+    pub arch: Arch,
+}
+
+/// Epochs and batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Number of epochs (SPEC §2: 120 for the paper).
+    pub epochs: usize,
+    /// Training batch size (SPEC §2: 128).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Batch size for evaluation passes.
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+fn default_batch() -> usize {
+    128
+}
+
+fn default_eval_batch() -> usize {
+    500
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// SGD with momentum and coupled L2 weight decay on every trainable parameter.
+    Sgd {
+        /// Base learning rate.
+        lr: f64,
+        /// Momentum.
+        momentum: f64,
+        /// L2 weight decay.
+        weight_decay: f64,
+        /// Nesterov momentum.
+        #[serde(default)]
+        nesterov: bool,
+    },
+    /// Adam (the CPU recipe of SPEC §6).
+    Adam {
+        /// Base learning rate.
+        lr: f64,
+        /// First-moment decay.
+        #[serde(default = "beta1")]
+        beta1: f64,
+        /// Second-moment decay.
+        #[serde(default = "beta2")]
+        beta2: f64,
+        /// Coupled L2 weight decay.
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn beta1() -> f64 {
+    0.9
+}
+
+fn beta2() -> f64 {
+    0.999
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 3.5e-3, nesterov: false }
+    }
+}
+
+impl OptimizerConfig {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => *lr,
+        }
+    }
+}
+
+/// How the learning rate changes over epochs (epochs counted from 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` from each milestone epoch on (SPEC §2: milestones 75, 90, 100).
+    Step {
+        /// Epochs (1-based) from which the next factor applies, strictly increasing.
+        milestones: Vec<usize>,
+        /// The factor per milestone.
+        gamma: f64,
+    },
+    /// Cosine annealing from the base rate to 0 over all epochs, per batch.
+    Cosine,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig::Step { milestones: vec![75, 90, 100], gamma: 0.1 }
+    }
+}
+
+impl ScheduleConfig {
+    /// The learning rate for `epoch` (1-based) at fraction `progress` in [0, 1) of that epoch.
+    pub fn lr(&self, base: f64, epoch: usize, progress: f64, epochs: usize) -> f64 {
+        match self {
+            ScheduleConfig::Constant => base,
+            ScheduleConfig::Step { milestones, gamma } => {
+                let passed = milestones.iter().filter(|&&m| epoch >= m).count();
+                base * gamma.powi(passed as i32)
+            }
+            ScheduleConfig::Cosine => {
+                let t = ((epoch - 1) as f64 + progress) / epochs as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+impl RunConfig {
+    /// Parses a TOML config; `origin` names it in errors (a path or a preset).
+    pub fn from_toml(text: &str, origin: &str) -> Result<RunConfig> {
+        let cfg: RunConfig =
+            toml::from_str(text).map_err(|e| Error::Config { origin: origin.to_string(), message: e.to_string() })?;
+        cfg.resolve(origin)
+    }
+
+    /// Reads and resolves a TOML config file.
+    pub fn from_file(path: &std::path::Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        RunConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Writes every default out and checks every value; the result is what is hashed.
+    pub fn resolve(mut self, origin: &str) -> Result<RunConfig> {
+        let bad = |message: String| Error::Config { origin: origin.to_string(), message };
+        if self.schema_version != SCHEMA_VERSION {
+            return Err(bad(format!(
+                "schema_version = {} is not supported; this build reads schema_version = {SCHEMA_VERSION}",
+                self.schema_version
+            )));
+        }
+        if self.data.augment.is_none() {
+            self.data.augment = Some(self.data.dataset.default_augment());
+        }
+        self.model.arch.check_input(self.data.dataset.image_shape()).map_err(|e| bad(e.to_string()))?;
+        if self.train.epochs == 0 {
+            return Err(bad("train.epochs must be at least 1".into()));
+        }
+        if self.train.batch_size == 0 || self.train.eval_batch_size == 0 {
+            return Err(bad("train.batch_size and train.eval_batch_size must be at least 1".into()));
+        }
+        if self.data.train_limit == Some(0) || self.data.test_limit == Some(0) {
+            return Err(bad("data.train_limit and data.test_limit must be at least 1 when given".into()));
+        }
+        let lr = self.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(bad(format!("optimizer.lr must be a positive number, got {lr}")));
+        }
+        match &self.optimizer {
+            OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
+                if !((0.0..1.0).contains(momentum) && (0.0..f64::INFINITY).contains(weight_decay)) {
+                    return Err(bad(format!(
+                        "optimizer: momentum must be in [0, 1) and weight_decay >= 0, got {momentum} and {weight_decay}"
+                    )));
+                }
+            }
+            OptimizerConfig::Adam { beta1, beta2, weight_decay, .. } => {
+                if !((0.0..1.0).contains(beta1)
+                    && (0.0..1.0).contains(beta2)
+                    && (0.0..f64::INFINITY).contains(weight_decay))
+                {
+                    return Err(bad(format!(
+                        "optimizer: beta1 and beta2 must be in [0, 1) and weight_decay >= 0, got {beta1}, {beta2}, {weight_decay}"
+                    )));
+                }
+            }
+        }
+        if let ScheduleConfig::Step { milestones, gamma } = &self.schedule {
+            if milestones.windows(2).any(|w| w[0] >= w[1]) || milestones.first() == Some(&0) {
+                return Err(bad(format!(
+                    "schedule.milestones must be strictly increasing epochs >= 1, got {milestones:?}"
+                )));
+            }
+            if !(*gamma > 0.0 && gamma.is_finite()) {
+                return Err(bad(format!("schedule.gamma must be positive, got {gamma}")));
+            }
+        }
+        self.method.validate().map_err(bad)?;
+        Ok(self)
+    }
+
+    /// The augmentation policy after resolution.
+    pub fn augment(&self) -> Augment {
+        self.data.augment.unwrap_or(self.data.dataset.default_augment())
+    }
+
+    /// The config's content hash (canonical JSON of the resolved config).
+    pub fn hash(&self) -> Result<infoat_registry::ContentHash> {
+        Ok(infoat_registry::config_hash("run-config", &self.canonical_view())?)
+    }
+
+    /// The resolved config as hashed: optional limits written out as explicit values
+    /// ("all" for no limit) so the canonical form has no nulls.
+    pub fn canonical_view(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("invariant: RunConfig serialises");
+        let data = v.get_mut("data").and_then(|d| d.as_object_mut()).expect("invariant: data is an object");
+        for key in ["train_limit", "test_limit"] {
+            if data.get(key).is_some_and(|x| x.is_null()) {
+                data.insert(key.to_string(), serde_json::Value::String("all".into()));
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+seed = 3
+[data]
+dataset = "mnist"
+[model]
+arch = "smallcnn"
+[method]
+kind = "natural"
+[train]
+epochs = 2
+"#;
+
+    #[test]
+    fn defaults_are_written_out() {
+        let c = RunConfig::from_toml(MINIMAL, "t").unwrap();
+        assert_eq!(c.data.augment, Some(Augment::None));
+        assert_eq!(c.train.batch_size, 128);
+        assert_eq!(
+            c.optimizer,
+            OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 3.5e-3, nesterov: false }
+        );
+        assert_eq!(c.schedule, ScheduleConfig::Step { milestones: vec![75, 90, 100], gamma: 0.1 });
+        let json = infoat_registry::canonical_json(&c.canonical_view()).unwrap();
+        assert!(json.contains(r#""augment":"none""#), "{json}");
+        assert!(json.contains(r#""train_limit":"all""#), "{json}");
+    }
+
+    #[test]
+    fn same_meaning_same_hash() {
+        let a = RunConfig::from_toml(MINIMAL, "a").unwrap();
+        let explicit = format!(
+            "{MINIMAL}batch_size = 128\n[optimizer]\nkind = \"sgd\"\nlr = 0.01\nmomentum = 0.9\nweight_decay = 0.0035\n[data.x]\n"
+        );
+        // The stray [data.x] table is an unknown key and must be rejected...
+        assert!(RunConfig::from_toml(&explicit, "b").is_err());
+        // ...without it, spelling the defaults out gives the same hash.
+        let explicit = explicit.replace("[data.x]\n", "");
+        let b = RunConfig::from_toml(&explicit, "b").unwrap();
+        assert_eq!(a.hash().unwrap(), b.hash().unwrap());
+        let c = RunConfig::from_toml(&MINIMAL.replace("seed = 3", "seed = 4"), "c").unwrap();
+        assert_ne!(a.hash().unwrap(), c.hash().unwrap());
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let cases = [
+            (MINIMAL.replace("epochs = 2", "epochs = 2\nepochz = 3"), "epochz"),
+            (MINIMAL.replace("natural", "bogus"), "bogus"),
+            (MINIMAL.replace("\"mnist\"", "\"imagenet\""), "imagenet"),
+            (MINIMAL.replace("epochs = 2", "epochs = 0"), "epochs"),
+            (MINIMAL.replace("smallcnn", "resnet18"), "32x32"),
+            (MINIMAL.replace("epochs = 2", "epochs = \"two\""), "epochs"),
+            (format!("{MINIMAL}[schedule]\nkind = \"step\"\nmilestones = [5, 3]\ngamma = 0.1\n"), "milestones"),
+            (format!("{MINIMAL}[optimizer]\nkind = \"sgd\"\nlr = -1.0\nmomentum = 0.9\nweight_decay = 0.0\n"), "lr"),
+        ];
+        for (text, needle) in cases {
+            let err = RunConfig::from_toml(&text, "cfg.toml").unwrap_err().to_string();
+            assert!(err.contains("cfg.toml") && err.contains(needle), "error {err:?} should name {needle:?}");
+        }
+    }
+
+    #[test]
+    fn step_schedule_counts_epochs_from_one() {
+        let s = ScheduleConfig::default();
+        assert_eq!(s.lr(0.01, 74, 0.0, 120), 0.01);
+        assert!((s.lr(0.01, 75, 0.0, 120) - 0.001).abs() < 1e-15);
+        assert!((s.lr(0.01, 90, 0.0, 120) - 0.0001).abs() < 1e-15);
+        assert!((s.lr(0.01, 120, 0.0, 120) - 0.00001).abs() < 1e-15);
+        assert!((ScheduleConfig::Cosine.lr(1.0, 1, 0.0, 10) - 1.0).abs() < 1e-12);
+        assert!((ScheduleConfig::Cosine.lr(1.0, 6, 0.0, 10) - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,34 @@
+//! # infoat-harness
+//!
+//! Trains and evaluates the models of "InfoAT: Improving Adversarial Training Using the
+//! Information Bottleneck Principle" through `tch` (libtorch). This is the only crate of the
+//! workspace that links libtorch; `infoat-registry` hashes what it produces.
+//!
+//! Rooms:
+//! - [`config`]: run configs (TOML, validated, every default written out; SPEC §2);
+//! - [`data`]: datasets in their original formats, seeded batching and augmentation (SPEC §5, §2);
+//! - [`models`]: SmallCNN, ResNet-18, WideResNet-34-10/28-10 with PyTorch names (SPEC §4);
+//! - [`methods`]: training methods as pluggable outer losses (SPEC §2);
+//! - [`train`], [`eval`]: the training loop and clean evaluation;
+//! - [`checkpoint`]: safetensors checkpoints and their canonical digest;
+//! - [`seed`]: how every random draw derives from the run's seed;
+//! - [`mod@env`]: the environment fingerprint recorded with runs;
+//! - [`preset`]: named sets of runs (`fixtures/presets/`);
+//! - [`pipeline`]: config → trained, recorded, evaluated run; the only module that knows all rooms;
+//! - [`cli`]: the `infoat` command line.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod env;
+pub mod error;
+pub mod eval;
+pub mod methods;
+pub mod models;
+pub mod pipeline;
+pub mod preset;
+pub mod seed;
+pub mod train;
+
+pub use error::{Error, Result};

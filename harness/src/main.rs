@@ -1,0 +1,204 @@
+//! The `infoat` binary: parses the command line and runs the pipeline.
+//!
+//! Exit status: 0 success; 1 a preset ran but missed a target; 2 an error (bad input, missing
+//! data, corrupted checkpoint, …), printed with its full cause chain.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use infoat_harness::cli::{Cli, Command, ConfigArgs, EvalArgs, ReproduceArgs, TrainArgs};
+use infoat_harness::config::RunConfig;
+use infoat_harness::data::Dataset;
+use infoat_harness::pipeline::{self, EvalRequest};
+use infoat_harness::preset::Preset;
+use infoat_harness::train::Progress;
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let progress = if cli.quiet { Progress::Quiet } else { Progress::Bar };
+    match cli.command {
+        Command::Train(a) => train(a, progress),
+        Command::Eval(a) => eval(a),
+        Command::Reproduce(a) => reproduce(a, progress),
+        Command::Config(a) => config(a),
+        Command::Needs { args } => needs(args),
+    }
+}
+
+fn train(a: TrainArgs, progress: Progress) -> Result<ExitCode> {
+    let mut cfg = RunConfig::from_file(&a.config)?;
+    if let Some(d) = a.device {
+        cfg.device = d;
+    }
+    let out = pipeline::train_run(&cfg, a.data_dir.as_deref(), &a.runs.runs_dir, a.runs.force, progress)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let r = &out.record;
+        let last = r.epochs.last().context("a complete run has at least one epoch")?;
+        println!(
+            "{} config {}\ncheckpoint {} ({})\n{} epochs, final train loss {:.4}, train accuracy {:.2}%, {:.1}s",
+            if out.reused { "reused complete run of" } else { "trained" },
+            r.config_hash,
+            out.checkpoint_path.display(),
+            r.checkpoint_hash,
+            r.epochs.len(),
+            last.loss,
+            100.0 * last.train_accuracy,
+            r.seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let req = EvalRequest {
+        checkpoint: a.checkpoint,
+        arch: a.arch,
+        dataset: a.dataset,
+        data_dir: a.data_dir,
+        device: a.device.device()?,
+        batch_size: a.batch_size,
+        limit: a.limit,
+    };
+    let report = pipeline::evaluate(&req)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} ({} on {}, checkpoint {})\nclean test accuracy {:.2}% ({}/{})",
+            report.checkpoint.display(),
+            report.arch,
+            report.data.dataset,
+            report.checkpoint_hash.short(16),
+            100.0 * report.clean.accuracy,
+            report.clean.correct,
+            report.clean.total
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
+    if a.list {
+        for p in Preset::all()? {
+            println!(
+                "{:<12} {} ({} run{})",
+                p.name,
+                p.description,
+                p.runs.len(),
+                if p.runs.len() == 1 { "" } else { "s" }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = a.preset.context("a preset name is required")?;
+    let preset = Preset::find(&name)?;
+    let mut rows = Vec::new();
+    let mut missed = 0;
+    for run in &preset.runs {
+        if progress == Progress::Bar {
+            eprintln!("== {} / {} ==", preset.name, run.name);
+        }
+        let out = pipeline::train_run(&run.config, None, &a.runs.runs_dir, a.runs.force, progress)
+            .with_context(|| format!("run '{}' of preset '{}'", run.name, preset.name))?;
+        let report = pipeline::evaluate(&EvalRequest {
+            checkpoint: out.checkpoint_path.clone(),
+            arch: Some(run.config.model.arch),
+            dataset: Some(run.config.data.dataset),
+            data_dir: Some(out.record.train_data.dir.clone()),
+            device: run.config.device.device()?,
+            batch_size: run.config.train.eval_batch_size,
+            limit: run.config.data.test_limit,
+        })?;
+        let pass = run.min_clean_accuracy.is_none_or(|m| report.clean.accuracy >= m);
+        if !pass {
+            missed += 1;
+        }
+        rows.push(json!({
+            "run": run.name,
+            "method": run.config.method.name(),
+            "arch": run.config.model.arch,
+            "dataset": run.config.data.dataset,
+            "config_hash": out.record.config_hash,
+            "checkpoint_hash": out.record.checkpoint_hash,
+            "checkpoint": out.checkpoint_path,
+            "reused": out.reused,
+            "train_seconds": out.record.seconds,
+            "clean_accuracy": report.clean.accuracy,
+            "test_images": report.clean.total,
+            "min_clean_accuracy": run.min_clean_accuracy,
+            "pass": pass,
+        }));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": rows }))?);
+    } else {
+        println!("preset {}: {}", preset.name, preset.description);
+        println!(
+            "{:<26} {:<14} {:<14} {:>8} {:>8} {:>8}  verdict",
+            "run", "config", "checkpoint", "clean", "target", "train s"
+        );
+        for r in &rows {
+            let target = r["min_clean_accuracy"].as_f64().map_or("-".to_string(), |m| format!("{:.2}%", 100.0 * m));
+            println!(
+                "{:<26} {:<14} {:<14} {:>7.2}% {:>8} {:>8.1}  {}{}",
+                r["run"].as_str().unwrap_or_default(),
+                &r["config_hash"].as_str().unwrap_or_default()[..12],
+                &r["checkpoint_hash"].as_str().unwrap_or_default()[..12],
+                100.0 * r["clean_accuracy"].as_f64().unwrap_or_default(),
+                target,
+                r["train_seconds"].as_f64().unwrap_or_default(),
+                if r["pass"].as_bool() == Some(true) { "ok" } else { "BELOW TARGET" },
+                if r["reused"].as_bool() == Some(true) { " (reused)" } else { "" }
+            );
+        }
+    }
+    Ok(if missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn config(a: ConfigArgs) -> Result<ExitCode> {
+    let cfg = RunConfig::from_file(&a.config)?;
+    let out = json!({ "config_hash": cfg.hash()?, "config": cfg.canonical_view() });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the fetchable datasets that the given invocation would read from the default cache.
+fn needs(args: Vec<String>) -> Result<ExitCode> {
+    let Ok(cli) = Cli::try_parse_from(std::iter::once("infoat".to_string()).chain(args)) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut sets: Vec<Dataset> = match cli.command {
+        Command::Train(a) if a.data_dir.is_none() => {
+            RunConfig::from_file(&a.config).map(|c| vec![c.data.dataset]).unwrap_or_default()
+        }
+        Command::Eval(a) if a.data_dir.is_none() => match a.dataset {
+            Some(d) => vec![d],
+            None => pipeline::recorded_setup(&a.checkpoint).ok().and_then(|(_, d)| d).into_iter().collect(),
+        },
+        Command::Reproduce(a) => match a.preset.as_deref().map(Preset::find) {
+            Some(Ok(p)) => p.runs.iter().map(|r| r.config.data.dataset).collect(),
+            _ => vec![],
+        },
+        _ => vec![],
+    };
+    sets.sort_by_key(|d| d.name());
+    sets.dedup();
+    for d in sets.into_iter().filter_map(Dataset::fetch_name) {
+        println!("{d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,163 @@
+//! The paper's architectures (SPEC §4), with PyTorch-compatible parameter names so a checkpoint
+//! loads into the reference PyTorch models with `load_state_dict`.
+//!
+//! [`Arch`] names an architecture; [`Network::new`] builds it in a fresh `VarStore` with the
+//! SPEC's initialisation, drawing from libtorch's generator (seed it first with
+//! `tch::manual_seed`).
+
+pub(crate) mod layers;
+mod resnet;
+mod small_cnn;
+mod wide_resnet;
+
+pub use layers::BatchNorm2d;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Tensor};
+
+use crate::data::ImageShape;
+use crate::{Error, Result};
+
+/// The architectures of the paper and of the CPU presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Arch {
+    /// TRADES' SmallCNN for 28x28 grey images (312,202 parameters).
+    #[serde(rename = "smallcnn")]
+    #[value(name = "smallcnn")]
+    SmallCnn,
+    /// CIFAR ResNet-18, post-activation (11,173,962 parameters for 10 classes).
+    #[serde(rename = "resnet18")]
+    #[value(name = "resnet18")]
+    ResNet18,
+    /// WideResNet-34-10 (46,160,474 parameters for 10 classes).
+    #[serde(rename = "wrn34_10")]
+    #[value(name = "wrn34_10")]
+    Wrn34x10,
+    /// WideResNet-28-10 (36,479,194 parameters for 10 classes).
+    #[serde(rename = "wrn28_10")]
+    #[value(name = "wrn28_10")]
+    Wrn28x10,
+}
+
+impl Arch {
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::SmallCnn => "smallcnn",
+            Arch::ResNet18 => "resnet18",
+            Arch::Wrn34x10 => "wrn34_10",
+            Arch::Wrn28x10 => "wrn28_10",
+        }
+    }
+
+    /// Checks that this architecture accepts images of `shape`.
+    pub fn check_input(self, shape: ImageShape) -> Result<()> {
+        let ok = match self {
+            Arch::SmallCnn => shape.height == 28 && shape.width == 28,
+            _ => shape.height == 32 && shape.width == 32,
+        };
+        if ok {
+            Ok(())
+        } else {
+            let want = if self == Arch::SmallCnn {
+                "28x28 images (MNIST, Fashion-MNIST)"
+            } else {
+                "32x32 images (CIFAR-10/100, SVHN)"
+            };
+            Err(Error::Invalid(format!(
+                "architecture {} takes {want}, but the dataset has {}x{}x{} images",
+                self.name(),
+                shape.channels,
+                shape.height,
+                shape.width
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A built model: its variables (parameters and BatchNorm buffers) and its forward function.
+pub struct Network {
+    arch: Arch,
+    num_classes: usize,
+    vs: nn::VarStore,
+    net: Box<dyn nn::ModuleT>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("arch", &self.arch).field("num_classes", &self.num_classes).finish()
+    }
+}
+
+impl Network {
+    /// Builds `arch` for `input` images and `num_classes` classes on `device`, initialised as
+    /// SPEC §4 says (draws from libtorch's global generator).
+    pub fn new(arch: Arch, input: ImageShape, num_classes: usize, device: Device) -> Result<Network> {
+        arch.check_input(input)?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let c = input.channels as i64;
+        let k = num_classes as i64;
+        let net: Box<dyn nn::ModuleT> = match arch {
+            Arch::SmallCnn => Box::new(small_cnn::SmallCnn::new(&root, c, k)),
+            Arch::ResNet18 => Box::new(resnet::ResNet18::new(&root, c, k)),
+            Arch::Wrn34x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 34, 10)),
+            Arch::Wrn28x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 28, 10)),
+        };
+        Ok(Network { arch, num_classes, vs, net })
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// The device holding the variables.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Logits for a batch `x` in [0, 1], NCHW. `train` selects training behaviour (BatchNorm
+    /// batch statistics and running-stat updates, dropout).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.net.forward_t(x, train)
+    }
+
+    /// The variable store (for optimizers).
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Number of trainable parameters (BatchNorm buffers excluded), as PyTorch counts them.
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Every variable, parameters and buffers, by its PyTorch `state_dict` key.
+    pub fn named_tensors(&self) -> BTreeMap<String, Tensor> {
+        self.vs.variables().into_iter().collect()
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) gradient tracking of the trainable parameters.
+    /// Attacks freeze them so libtorch computes only input gradients (SPEC §6 cost note).
+    pub fn set_requires_grad(&mut self, on: bool) {
+        if on {
+            self.vs.unfreeze();
+        } else {
+            self.vs.freeze();
+        }
+    }
+}

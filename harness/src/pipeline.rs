@@ -1,0 +1,264 @@
+//! The pipeline: config → data → model → training → checkpoint → evaluation, with a run
+//! folder per config hash that makes a second run of the same config cost nothing.
+//!
+//! A run folder `<runs-dir>/<config-hash>/` holds `checkpoint.safetensors` and `run.json`, the
+//! record of the run, written last and atomically: a folder without a complete `run.json` is an
+//! interrupted run and is trained again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use infoat_registry::ContentHash;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::config::RunConfig;
+use crate::data::{default_data_dir, Dataset, ImageSet, Split};
+use crate::env::Fingerprint;
+use crate::eval::{clean_accuracy, Accuracy};
+use crate::models::{Arch, Network};
+use crate::seed::{derive, seed_torch, Stream};
+use crate::train::{train, EpochStats, Progress};
+use crate::{Error, Result};
+
+/// Version of the training code's semantics: bump when a change alters what a config trains.
+pub const TRAINING_SEMVER: &str = "1.0.0";
+
+/// The data a run or an evaluation used: which dataset, where from, and what it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataIdentity {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// The directory it was read from.
+    pub dir: PathBuf,
+    /// The split.
+    pub split: Split,
+    /// Images used.
+    pub images: usize,
+    /// sha256 of the images and labels used (see [`ImageSet::fingerprint`]).
+    pub fingerprint: ContentHash,
+}
+
+/// The record of a completed training run (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Always `"complete"`: a record is only written once the checkpoint is on disk.
+    pub status: String,
+    /// The config's content hash.
+    pub config_hash: ContentHash,
+    /// The resolved config.
+    pub config: RunConfig,
+    /// The training code's semantic version.
+    pub training_semver: String,
+    /// The checkpoint's file name inside the run folder.
+    pub checkpoint: String,
+    /// The checkpoint's canonical digest.
+    pub checkpoint_hash: ContentHash,
+    /// The training images used.
+    pub train_data: DataIdentity,
+    /// Size of the validation hold-out.
+    pub val_images: usize,
+    /// Per-epoch statistics.
+    pub epochs: Vec<EpochStats>,
+    /// Wall-clock seconds of data loading plus training.
+    pub seconds: f64,
+    /// Unix time the run finished.
+    pub finished_unix: u64,
+    /// Where it ran.
+    pub env: Fingerprint,
+}
+
+/// A finished (or reused) training run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// The checkpoint path.
+    pub checkpoint_path: PathBuf,
+    /// True when an identical complete run was found and nothing was trained.
+    pub reused: bool,
+    /// The run's record.
+    pub record: RunRecord,
+}
+
+/// Loads a split, resolving the default data directory; returns the set and the directory.
+pub fn load_split(dataset: Dataset, dir: Option<&Path>, split: Split) -> Result<(ImageSet, PathBuf)> {
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| default_data_dir(dataset));
+    let set = dataset.source(&dir).load(split)?;
+    Ok((set, dir))
+}
+
+fn identity(dataset: Dataset, dir: &Path, split: Split, set: &ImageSet) -> DataIdentity {
+    DataIdentity { dataset, dir: dir.to_path_buf(), split, images: set.len(), fingerprint: set.fingerprint() }
+}
+
+/// The run folder of a config.
+pub fn run_dir(runs_dir: &Path, hash: &ContentHash) -> PathBuf {
+    runs_dir.join(hash.to_hex())
+}
+
+const RECORD: &str = "run.json";
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Builds the network a config describes, initialised from the run's seed.
+pub fn build_network(cfg: &RunConfig, device: tch::Device) -> Result<Network> {
+    seed_torch(derive(cfg.seed, Stream::Init, &[]));
+    let ds = cfg.data.dataset;
+    Network::new(cfg.model.arch, ds.image_shape(), ds.num_classes(), device)
+}
+
+/// A complete earlier run of the same config whose checkpoint still verifies, if any.
+fn reusable(dir: &Path, hash: &ContentHash, cfg: &RunConfig) -> Option<TrainOutcome> {
+    let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
+    let record: RunRecord = serde_json::from_str(&text).ok()?;
+    if record.status != "complete" || &record.config_hash != hash || record.training_semver != TRAINING_SEMVER {
+        return None;
+    }
+    let checkpoint_path = dir.join(&record.checkpoint);
+    let mut model = build_network(cfg, tch::Device::Cpu).ok()?;
+    let loaded = checkpoint::load_into(&mut model, &checkpoint_path).ok()?;
+    (loaded.hash == record.checkpoint_hash).then(|| TrainOutcome {
+        run_dir: dir.to_path_buf(),
+        checkpoint_path,
+        reused: true,
+        record,
+    })
+}
+
+/// Trains `cfg` into `<runs_dir>/<config hash>/`, or returns the complete run already there
+/// (unless `force`).
+pub fn train_run(
+    cfg: &RunConfig,
+    data_dir: Option<&Path>,
+    runs_dir: &Path,
+    force: bool,
+    progress: Progress,
+) -> Result<TrainOutcome> {
+    let hash = cfg.hash()?;
+    let dir = run_dir(runs_dir, &hash);
+    if !force {
+        if let Some(done) = reusable(&dir, &hash, cfg) {
+            return Ok(done);
+        }
+    }
+    let device = cfg.device.device()?;
+    let start = Instant::now();
+    let ds = cfg.data.dataset;
+    let (full, data_dir) = load_split(ds, data_dir, Split::Train)?;
+    let full = match cfg.data.train_limit {
+        Some(n) => full.take(n),
+        None => full,
+    };
+    let (train_set, val_set) = if cfg.data.val_holdout > 0 {
+        let (t, v) = full.split_holdout(cfg.data.val_holdout, derive(cfg.seed, Stream::Holdout, &[]))?;
+        (t, Some(v))
+    } else {
+        (full, None)
+    };
+    let mut model = build_network(cfg, device)?;
+    let epochs = train(cfg, &mut model, &train_set, val_set.as_ref(), progress)?;
+
+    let config_json = infoat_registry::canonical_json(&cfg.canonical_view())?;
+    let meta = BTreeMap::from([
+        (checkpoint::META_CONFIG.to_string(), config_json),
+        ("infoat.config_sha256".to_string(), hash.to_hex()),
+    ]);
+    let checkpoint_path = dir.join(CHECKPOINT);
+    let checkpoint_hash = checkpoint::save(&model, &checkpoint_path, &meta)?;
+    let record = RunRecord {
+        status: "complete".to_string(),
+        config_hash: hash,
+        config: cfg.clone(),
+        training_semver: TRAINING_SEMVER.to_string(),
+        checkpoint: CHECKPOINT.to_string(),
+        checkpoint_hash,
+        train_data: identity(ds, &data_dir, Split::Train, &train_set),
+        val_images: val_set.as_ref().map_or(0, ImageSet::len),
+        epochs,
+        seconds: start.elapsed().as_secs_f64(),
+        finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        env: Fingerprint::current(device),
+    };
+    checkpoint::write_atomic(&dir.join(RECORD), serde_json::to_string_pretty(&record)?.as_bytes())?;
+    Ok(TrainOutcome { run_dir: dir, checkpoint_path, reused: false, record })
+}
+
+/// The result of evaluating a checkpoint on clean test data.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Its canonical digest (recomputed on load).
+    pub checkpoint_hash: ContentHash,
+    /// The architecture it was loaded into.
+    pub arch: Arch,
+    /// The test data.
+    pub data: DataIdentity,
+    /// Clean accuracy.
+    pub clean: Accuracy,
+    /// Wall-clock seconds of the evaluation.
+    pub seconds: f64,
+    /// Where it ran.
+    pub env: Fingerprint,
+}
+
+/// What to evaluate and on what.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// The architecture; taken from the checkpoint's recorded config when `None`.
+    pub arch: Option<Arch>,
+    /// The dataset; taken from the checkpoint's recorded config when `None`.
+    pub dataset: Option<Dataset>,
+    /// Data directory; the dataset's default cache folder when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Device.
+    pub device: tch::Device,
+    /// Evaluation batch size.
+    pub batch_size: usize,
+    /// Evaluate only the first N test images.
+    pub limit: Option<usize>,
+}
+
+/// The arch and dataset a checkpoint's recorded config names, if it carries one.
+pub fn recorded_setup(path: &Path) -> Result<(Option<Arch>, Option<Dataset>)> {
+    let meta = checkpoint::read_metadata(path)?;
+    let Some(json) = meta.get(checkpoint::META_CONFIG) else { return Ok((None, None)) };
+    let v: serde_json::Value = serde_json::from_str(json)?;
+    let arch = v.pointer("/model/arch").cloned().and_then(|a| serde_json::from_value(a).ok());
+    let dataset = v.pointer("/data/dataset").cloned().and_then(|d| serde_json::from_value(d).ok());
+    Ok((arch, dataset))
+}
+
+/// Evaluates a checkpoint's clean accuracy on the test split.
+pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
+    let start = Instant::now();
+    let (rec_arch, rec_ds) = recorded_setup(&req.checkpoint)?;
+    let need = |what: &str| {
+        Error::Invalid(format!(
+            "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
+            req.checkpoint.display()
+        ))
+    };
+    let arch = req.arch.or(rec_arch).ok_or_else(|| need("arch"))?;
+    let dataset = req.dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
+    let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), req.device)?;
+    let loaded = checkpoint::load_into(&mut model, &req.checkpoint)?;
+    let (test, dir) = load_split(dataset, req.data_dir.as_deref(), Split::Test)?;
+    let test = match req.limit {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    let clean = clean_accuracy(&model, &test, req.batch_size)?;
+    Ok(EvalReport {
+        checkpoint: req.checkpoint.clone(),
+        checkpoint_hash: loaded.hash,
+        arch,
+        data: identity(dataset, &dir, Split::Test, &test),
+        clean,
+        seconds: start.elapsed().as_secs_f64(),
+        env: Fingerprint::current(req.device),
+    })
+}

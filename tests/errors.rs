@@ -1,0 +1,112 @@
+//! Bad input gets an error naming the thing, what was expected and what to do; exit status 2,
+//! never a panic, never a recorded run.
+
+use infoat_tests::{infoat, mnist_dir, tiny_config};
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn no_panic() -> impl Predicate<str> {
+    contains("panicked").not().and(contains("RUST_BACKTRACE").not())
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 64).replace("[train]\n", "[train]\nepochz = 3\n"))
+        .unwrap();
+    infoat(dir.path())
+        .args(["train", "--config", "c.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("c.toml").and(contains("epochz")).and(no_panic()));
+    assert!(!dir.path().join("runs").exists(), "a rejected config must not create a run");
+}
+
+#[test]
+fn unknown_method_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 64).replace("\"natural\"", "\"infoatt\"")).unwrap();
+    infoat(dir.path())
+        .args(["train", "--config", "c.toml"])
+        .assert()
+        .code(2)
+        .stderr(contains("infoatt").and(contains("natural")).and(no_panic()));
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    infoat(dir.path()).args(["train", "--config", "nope.toml"]).assert().code(2).stderr(contains("nope.toml"));
+}
+
+#[test]
+fn missing_data_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 64)).unwrap();
+    infoat(dir.path()).args(["train", "--config", "c.toml", "--data-dir", "empty"]).assert().code(2).stderr(
+        contains("empty").and(contains("train-images-idx3-ubyte")).and(contains("ci/fetch-data mnist")).and(no_panic()),
+    );
+}
+
+#[test]
+fn truncated_dataset_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    for f in ["train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+        std::fs::copy(mnist_dir().join(f), data.join(f)).unwrap();
+    }
+    let images = std::fs::read(mnist_dir().join("train-images-idx3-ubyte")).unwrap();
+    std::fs::write(data.join("train-images-idx3-ubyte"), &images[..images.len() - 100]).unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 64)).unwrap();
+    infoat(dir.path())
+        .args(["train", "--config", "c.toml", "--data-dir", "mnist"])
+        .assert()
+        .code(2)
+        .stderr(contains("train-images-idx3-ubyte").and(contains("47040016")).and(no_panic()));
+    assert!(!dir.path().join("runs").exists());
+}
+
+#[test]
+fn corrupted_and_mismatched_checkpoints_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.safetensors"), b"definitely not a checkpoint").unwrap();
+    infoat(dir.path())
+        .args(["eval", "--checkpoint", "junk.safetensors", "--arch", "smallcnn", "--dataset", "mnist"])
+        .assert()
+        .code(2)
+        .stderr(contains("junk.safetensors").and(contains("safetensors")).and(no_panic()));
+
+    // A real checkpoint, then a copy with one byte of tensor data flipped, then the wrong arch.
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 128)).unwrap();
+    let out = infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = infoat_tests::stdout_json(&out);
+    let ckpt = std::path::PathBuf::from(run["checkpoint_path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(dir.path().join("flipped.safetensors"), &bytes).unwrap();
+    infoat(dir.path())
+        .args(["eval", "--checkpoint", "flipped.safetensors", "--limit", "10"])
+        .assert()
+        .code(2)
+        .stderr(contains("flipped.safetensors").and(contains("digest")).and(no_panic()));
+    infoat(dir.path())
+        .args(["eval", "--checkpoint"])
+        .arg(&ckpt)
+        .args(["--arch", "resnet18", "--dataset", "cifar10"])
+        .assert()
+        .code(2)
+        .stderr(contains("resnet18").and(contains("missing")).and(no_panic()));
+}
+
+#[test]
+fn unknown_preset_lists_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    infoat(dir.path())
+        .args(["reproduce", "nosuch"])
+        .assert()
+        .code(2)
+        .stderr(contains("nosuch").and(contains("quickstart")));
+}

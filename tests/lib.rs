@@ -1,0 +1,83 @@
+//! Helpers for the end-to-end tests of the `infoat` binary: locating the binary, throwaway
+//! working folders, and small real-data configs.
+
+use std::path::{Path, PathBuf};
+
+/// The `infoat` binary under test: `$INFOAT_BIN`, else the one cargo built beside this test
+/// executable (`ci/test` builds it first with `cargo build -p infoat-harness --bin infoat`).
+pub fn infoat_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("INFOAT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/infoat
+    let bin = exe.parent().and_then(Path::parent).expect("target/<profile>").join("infoat");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p infoat-harness --bin infoat` (ci/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A command running the binary in `dir` with runs going to `dir/runs`.
+pub fn infoat(dir: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(infoat_bin());
+    c.current_dir(dir).env("INFOAT_RUNS", dir.join("runs")).env_remove("INFOAT_DATA");
+    c
+}
+
+/// The real MNIST folder (`ci/fetch-data mnist` fills it); panics with the fix when absent.
+pub fn mnist_dir() -> PathBuf {
+    let base = std::env::var_os("INFOAT_DATA").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("infoat").join("data")
+    });
+    let dir = base.join("mnist");
+    assert!(
+        dir.join("t10k-labels-idx1-ubyte").exists(),
+        "real MNIST not found at {}: run `ci/fetch-data mnist` (ci/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A small real-MNIST run config: `train_limit` training images, 1 epoch, the given seed.
+pub fn tiny_config(seed: u64, train_limit: usize) -> String {
+    format!(
+        r#"seed = {seed}
+device = "cpu"
+[data]
+dataset = "mnist"
+train_limit = {train_limit}
+test_limit = 1000
+[model]
+arch = "smallcnn"
+[method]
+kind = "natural"
+[train]
+epochs = 1
+batch_size = 64
+[optimizer]
+kind = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 0.0005
+[schedule]
+kind = "constant"
+"#
+    )
+}
+
+/// Parses a command's stdout as JSON.
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}

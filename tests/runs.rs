@@ -1,0 +1,72 @@
+//! Training and evaluation runs: determinism, reuse, JSON output, evaluation on real fixtures.
+
+use infoat_tests::{infoat, stdout_json, tiny_config};
+
+fn train_json(dir: &std::path::Path, config: &str, extra: &[&str]) -> serde_json::Value {
+    std::fs::write(dir.join("c.toml"), config).unwrap();
+    let out = infoat(dir).args(["--quiet", "train", "--config", "c.toml", "--json"]).args(extra).output().unwrap();
+    assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+    stdout_json(&out)
+}
+
+/// Same config on CPU => same checkpoint hash, from two separate processes and folders; another
+/// seed => another hash; a rerun reuses the complete run without training.
+#[test]
+fn same_config_same_checkpoint_hash_and_reruns_are_free() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg = tiny_config(11, 640);
+    let ra = train_json(a.path(), &cfg, &[]);
+    let rb = train_json(b.path(), &cfg, &[]);
+    assert_eq!(ra["reused"], false);
+    assert_eq!(ra["record"]["config_hash"], rb["record"]["config_hash"]);
+    assert_eq!(ra["record"]["checkpoint_hash"], rb["record"]["checkpoint_hash"], "CPU training must be deterministic");
+    assert_eq!(ra["record"]["epochs"][0]["loss"], rb["record"]["epochs"][0]["loss"]);
+    assert_eq!(ra["record"]["train_data"]["images"], 640);
+
+    let rc = train_json(a.path(), &tiny_config(12, 640), &[]);
+    assert_ne!(ra["record"]["checkpoint_hash"], rc["record"]["checkpoint_hash"], "the seed must matter");
+
+    let again = train_json(a.path(), &cfg, &[]);
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["record"]["checkpoint_hash"], ra["record"]["checkpoint_hash"]);
+
+    // --force trains again and, deterministically, lands on the same hash.
+    let forced = train_json(a.path(), &cfg, &["--force"]);
+    assert_eq!(forced["reused"], false);
+    assert_eq!(forced["record"]["checkpoint_hash"], ra["record"]["checkpoint_hash"]);
+
+    // The record carries the environment and the data fingerprint.
+    let rec = &ra["record"];
+    assert_eq!(rec["env"]["device"], "cpu");
+    assert_eq!(rec["env"]["libtorch"], "2.11.0");
+    assert_eq!(rec["train_data"]["fingerprint"].as_str().unwrap().len(), 64);
+
+    // An interrupted run (record missing) is not taken as complete.
+    let run_dir = std::path::PathBuf::from(ra["run_dir"].as_str().unwrap());
+    std::fs::remove_file(run_dir.join("run.json")).unwrap();
+    let redo = train_json(a.path(), &cfg, &[]);
+    assert_eq!(redo["reused"], false);
+    assert_eq!(redo["record"]["checkpoint_hash"], ra["record"]["checkpoint_hash"]);
+}
+
+#[test]
+fn eval_reports_clean_accuracy_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = train_json(dir.path(), &tiny_config(3, 4096).replace("epochs = 1", "epochs = 2"), &[]);
+    let ckpt = run["checkpoint_path"].as_str().unwrap();
+    let out = infoat(dir.path()).args(["eval", "--checkpoint", ckpt, "--json", "--limit", "1000"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = stdout_json(&out);
+    assert_eq!(r["clean"]["total"], 1000);
+    let acc = r["clean"]["accuracy"].as_f64().unwrap();
+    // 4,096 real MNIST images for two epochs: far above chance, not yet converged.
+    assert!(acc > 0.8 && acc < 1.0, "accuracy {acc}");
+    assert_eq!(r["checkpoint_hash"], run["record"]["checkpoint_hash"]);
+    assert_eq!(r["arch"], "smallcnn");
+    assert_eq!(r["data"]["dataset"], "mnist");
+
+    // The human-readable form says the same.
+    let text = infoat(dir.path()).args(["eval", "--checkpoint", ckpt, "--limit", "1000"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("{:.2}%", 100.0 * acc)), "{text}");
+}
