@@ -3,5 +3,6 @@
 
 mod cli;
 mod errors;
+mod pytorch_peer;
 mod quickstart;
 mod runs;

@@ -81,3 +81,24 @@ pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// The Python with torch 2.11 that `ci/bootstrap-torch` installs: `$INFOAT_PYTHON`, else the
+/// default cache location; panics with the fix when absent.
+pub fn torch_python() -> PathBuf {
+    let py = std::env::var_os("INFOAT_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("INFOAT_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+                .join("infoat")
+        });
+        cache.join("torch-2.11.0").join("bin").join("python3")
+    });
+    assert!(py.exists(), "{} not found: run `ci/bootstrap-torch` (ci/test does)", py.display());
+    py
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
