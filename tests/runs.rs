@@ -70,3 +70,43 @@ fn eval_reports_clean_accuracy_as_json() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("{:.2}%", 100.0 * acc)), "{text}");
 }
+
+/// A run killed (SIGKILL) after its first epoch checkpoint resumes from it and ends with the
+/// same checkpoint hash as an uninterrupted run; the killed run is never recorded as complete.
+#[test]
+fn a_killed_run_resumes_to_the_same_checkpoint() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Momentum SGD, so the optimizer state must survive the restart too.
+    let cfg = tiny_config(21, 12_000).replace("epochs = 1", "epochs = 3");
+    let whole = train_json(a.path(), &cfg, &[]);
+
+    std::fs::write(b.path().join("c.toml"), &cfg).unwrap();
+    let mut child = std::process::Command::new(infoat_tests::infoat_bin())
+        .current_dir(b.path())
+        .env("INFOAT_RUNS", b.path().join("runs"))
+        .args(["--quiet", "train", "--config", "c.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_dir = b.path().join("runs").join(whole["record"]["config_hash"].as_str().unwrap());
+    let first_state = run_dir.join("state").join("epoch-0001.safetensors");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !first_state.exists() {
+        assert!(std::time::Instant::now() < deadline, "no epoch state after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "training ended before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!run_dir.join("run.json").exists(), "a killed run must not be recorded as complete");
+
+    std::fs::write(b.path().join("c.toml"), &cfg).unwrap();
+    let out = infoat(b.path()).args(["train", "--config", "c.toml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("resuming after epoch"), "{stderr}");
+    let resumed = stdout_json(&out);
+    assert_eq!(resumed["record"]["checkpoint_hash"], whole["record"]["checkpoint_hash"]);
+    assert_eq!(resumed["record"]["epochs"].as_array().unwrap().len(), 3);
+}

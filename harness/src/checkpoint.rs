@@ -76,8 +76,8 @@ fn to_host(t: &Tensor) -> Result<HostTensor> {
     Ok(HostTensor { dtype, shape, data })
 }
 
-fn host_tensors(model: &Network) -> Result<BTreeMap<String, HostTensor>> {
-    model.named_tensors().iter().map(|(name, t)| Ok((name.clone(), to_host(t)?))).collect()
+fn host_tensors(tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, HostTensor>> {
+    tensors.iter().map(|(name, t)| Ok((name.clone(), to_host(t)?))).collect()
 }
 
 fn digest_of(tensors: &BTreeMap<String, HostTensor>) -> Result<ContentHash> {
@@ -92,12 +92,22 @@ fn digest_of(tensors: &BTreeMap<String, HostTensor>) -> Result<ContentHash> {
 
 /// The canonical digest of `model`'s current variables.
 pub fn digest(model: &Network) -> Result<ContentHash> {
-    digest_of(&host_tensors(model)?)
+    digest_of(&host_tensors(&model.named_tensors())?)
 }
 
 /// Writes `model` to `path` (atomically) with `metadata` plus the digest; returns the digest.
 pub fn save(model: &Network, path: &Path, metadata: &BTreeMap<String, String>) -> Result<ContentHash> {
-    let tensors = host_tensors(model)?;
+    save_tensors(&model.named_tensors(), path, metadata)
+}
+
+/// Writes named tensors to a safetensors file at `path` (atomically) with `metadata` plus
+/// their digest; returns the digest.
+pub fn save_tensors(
+    tensors: &BTreeMap<String, Tensor>,
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<ContentHash> {
+    let tensors = host_tensors(tensors)?;
     let hash = digest_of(&tensors)?;
     let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     meta.insert(META_DIGEST.to_string(), hash.to_hex());
@@ -156,6 +166,51 @@ fn not_safetensors(path: &Path, e: safetensors::SafeTensorError) -> Error {
     }
 }
 
+/// Reads every tensor of a safetensors file onto the CPU, checking the digest it claims.
+pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, Loaded)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(path, e))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(path, e))?;
+    let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let views: BTreeMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
+    let hash = verify_digest(path, &views, &metadata)?;
+    let mut out = BTreeMap::new();
+    for (name, view) in &views {
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let kind = kind_of(view.dtype()).ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
+        })?;
+        out.insert(name.clone(), Tensor::f_from_data_size(view.data(), &shape, kind)?);
+    }
+    Ok((out, Loaded { hash, metadata }))
+}
+
+fn verify_digest(
+    path: &Path,
+    views: &BTreeMap<String, TensorView<'_>>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<ContentHash> {
+    let dtypes: Vec<String> = views.values().map(|v| dtype_name(v.dtype())).collect();
+    let hash = checkpoint_digest(views.iter().zip(&dtypes).map(|((name, v), dtype)| TensorEntry {
+        name,
+        dtype,
+        shape: v.shape(),
+        data: v.data(),
+    }))?;
+    if let Some(claimed) = metadata.get(META_DIGEST) {
+        if claimed != &hash.to_hex() {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "content digest {hash} differs from the digest {claimed} recorded in the file: the tensors were altered or corrupted"
+                ),
+            });
+        }
+    }
+    Ok(hash)
+}
+
 /// Loads the checkpoint at `path` into `model`, after checking that its tensor names, dtypes
 /// and shapes are exactly the model's and that its content matches the digest it claims.
 pub fn load_into(model: &mut Network, path: &Path) -> Result<Loaded> {
@@ -182,21 +237,7 @@ pub fn load_into(model: &mut Network, path: &Path) -> Result<Loaded> {
         )));
     }
 
-    let hash = checkpoint_digest(
-        theirs
-            .iter()
-            .map(|(name, v)| (name, v, dtype_name(v.dtype())))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(name, v, dtype)| TensorEntry { name, dtype, shape: v.shape(), data: v.data() }),
-    )?;
-    if let Some(claimed) = metadata.get(META_DIGEST) {
-        if claimed != &hash.to_hex() {
-            return Err(bad(format!(
-                "content digest {hash} differs from the digest {claimed} recorded in the file: the tensors were altered or corrupted"
-            )));
-        }
-    }
+    let hash = verify_digest(path, &theirs, &metadata)?;
 
     tch::no_grad(|| -> Result<()> {
         for (name, var) in &ours {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::attacks::AttackId;
 use crate::config::DeviceChoice;
 use crate::data::Dataset;
 use crate::models::Arch;
@@ -95,8 +96,17 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
     /// Evaluate only the first N test images.
-    #[arg(long)]
+    #[arg(long, visible_alias = "n")]
     pub limit: Option<usize>,
+    /// Attacks to run, comma-separated (e.g. `fgsm,pgd20`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub attacks: Vec<AttackId>,
+    /// L∞ radius of the attacks [default: the dataset's: 0.3 MNIST, 0.1 Fashion-MNIST, 8/255 otherwise].
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -290,7 +290,8 @@ impl RunConfig {
                 return Err(bad(format!("schedule.gamma must be positive, got {gamma}")));
             }
         }
-        self.method.validate().map_err(bad)?;
+        self.method.resolve(self.data.dataset).map_err(bad)?;
+        self.method.check_arch(self.model.arch).map_err(bad)?;
         Ok(self)
     }
 

@@ -36,3 +36,37 @@ pub fn clean_accuracy(model: &Network, set: &ImageSet, batch_size: usize) -> Res
     let correct = correct as usize;
     Ok(Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } })
 }
+
+/// Robust accuracy of `model` on `set` under `attack`: an example counts as robust only when
+/// it is classified correctly both clean and at the attack's output (and, for attacks that
+/// check every iterate, at every iterate). libtorch's generator is re-seeded from
+/// `(seed, Eval, batch)` before each batch, so results do not depend on batch order.
+pub fn robust_accuracy(
+    model: &Network,
+    set: &ImageSet,
+    attack: &dyn crate::attacks::Attack,
+    batch_size: usize,
+    seed: u64,
+) -> Result<Accuracy> {
+    let device = model.device();
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let mut correct = 0i64;
+    for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
+        let batch = make_batch(set, idx, Augment::None, 0, device)?;
+        crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
+        let (adv, broken) = attack.perturb(model, &batch.x, &batch.y)?;
+        let ok = tch::no_grad(|| -> Result<tch::Tensor> {
+            let clean = model.forward_t(&batch.x, false).f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            let robust = model.forward_t(&adv, false).f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            let mut ok = clean.f_logical_and(&robust)?;
+            if let Some(broken) = broken {
+                ok = ok.f_logical_and(&broken.f_logical_not()?)?;
+            }
+            Ok(ok)
+        })?;
+        correct += ok.f_sum(Kind::Int64)?.int64_value(&[]);
+    }
+    let total = set.len();
+    let correct = correct as usize;
+    Ok(Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } })
+}

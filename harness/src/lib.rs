@@ -9,7 +9,9 @@
 //! - [`data`]: datasets in their original formats, seeded batching and augmentation (SPEC §5, §2);
 //! - [`models`]: SmallCNN, ResNet-18, WideResNet-34-10/28-10 with PyTorch names (SPEC §4);
 //! - [`methods`]: training methods as pluggable outer losses (SPEC §2);
-//! - [`train`], [`eval`]: the training loop and clean evaluation;
+//! - [`attacks`]: projected-gradient ascent for inner maximisation and evaluation (SPEC §3);
+//! - [`optim`]: SGD and Adam with saveable state (exact resume);
+//! - [`train`], [`eval`]: the training loop and evaluation;
 //! - [`checkpoint`]: safetensors checkpoints and their canonical digest;
 //! - [`seed`]: how every random draw derives from the run's seed;
 //! - [`mod@env`]: the environment fingerprint recorded with runs;
@@ -17,6 +19,7 @@
 //! - [`pipeline`]: config → trained, recorded, evaluated run; the only module that knows all rooms;
 //! - [`cli`]: the `infoat` command line.
 
+pub mod attacks;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod error;
 pub mod eval;
 pub mod methods;
 pub mod models;
+pub mod optim;
 pub mod pipeline;
 pub mod preset;
 pub mod seed;

@@ -72,6 +72,10 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         device: a.device.device()?,
         batch_size: a.batch_size,
         limit: a.limit,
+        attacks: a.attacks.clone(),
+        eps: a.eps,
+        attack_limit: None,
+        seed: a.seed,
     };
     let report = pipeline::evaluate(&req)?;
     if a.json {
@@ -87,6 +91,16 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
             report.clean.correct,
             report.clean.total
         );
+        for (id, r) in &report.attacks {
+            println!(
+                "{id:<8} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s",
+                100.0 * r.robust.accuracy,
+                r.robust.correct,
+                r.robust.total,
+                r.eps,
+                r.seconds
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -107,66 +121,65 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     let name = a.preset.context("a preset name is required")?;
     let preset = Preset::find(&name)?;
     let mut rows = Vec::new();
-    let mut missed = 0;
     for run in &preset.runs {
         if progress == Progress::Bar {
             eprintln!("== {} / {} ==", preset.name, run.name);
         }
-        let out = pipeline::train_run(&run.config, None, &a.runs.runs_dir, a.runs.force, progress)
+        let out = pipeline::reproduce_run(run, &a.runs.runs_dir, a.runs.force, progress)
             .with_context(|| format!("run '{}' of preset '{}'", run.name, preset.name))?;
-        let report = pipeline::evaluate(&EvalRequest {
-            checkpoint: out.checkpoint_path.clone(),
-            arch: Some(run.config.model.arch),
-            dataset: Some(run.config.data.dataset),
-            data_dir: Some(out.record.train_data.dir.clone()),
-            device: run.config.device.device()?,
-            batch_size: run.config.train.eval_batch_size,
-            limit: run.config.data.test_limit,
-        })?;
-        let pass = run.min_clean_accuracy.is_none_or(|m| report.clean.accuracy >= m);
-        if !pass {
-            missed += 1;
-        }
-        rows.push(json!({
-            "run": run.name,
-            "method": run.config.method.name(),
-            "arch": run.config.model.arch,
-            "dataset": run.config.data.dataset,
-            "config_hash": out.record.config_hash,
-            "checkpoint_hash": out.record.checkpoint_hash,
-            "checkpoint": out.checkpoint_path,
-            "reused": out.reused,
-            "train_seconds": out.record.seconds,
-            "clean_accuracy": report.clean.accuracy,
-            "test_images": report.clean.total,
-            "min_clean_accuracy": run.min_clean_accuracy,
-            "pass": pass,
-        }));
+        rows.push(out);
     }
+    let missed: usize = rows.iter().map(|r| r.missed.len()).sum();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": rows }))?);
     } else {
-        println!("preset {}: {}", preset.name, preset.description);
-        println!(
-            "{:<26} {:<14} {:<14} {:>8} {:>8} {:>8}  verdict",
-            "run", "config", "checkpoint", "clean", "target", "train s"
-        );
-        for r in &rows {
-            let target = r["min_clean_accuracy"].as_f64().map_or("-".to_string(), |m| format!("{:.2}%", 100.0 * m));
-            println!(
-                "{:<26} {:<14} {:<14} {:>7.2}% {:>8} {:>8.1}  {}{}",
-                r["run"].as_str().unwrap_or_default(),
-                &r["config_hash"].as_str().unwrap_or_default()[..12],
-                &r["checkpoint_hash"].as_str().unwrap_or_default()[..12],
-                100.0 * r["clean_accuracy"].as_f64().unwrap_or_default(),
-                target,
-                r["train_seconds"].as_f64().unwrap_or_default(),
-                if r["pass"].as_bool() == Some(true) { "ok" } else { "BELOW TARGET" },
-                if r["reused"].as_bool() == Some(true) { " (reused)" } else { "" }
-            );
-        }
+        print_preset_table(&preset, &rows);
     }
     Ok(if missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_preset_table(preset: &Preset, rows: &[pipeline::PresetOutcome]) {
+    let mut metrics: Vec<String> = vec!["clean".into()];
+    for r in rows {
+        for m in r.accuracy.keys() {
+            if !metrics.contains(m) {
+                metrics.push(m.clone());
+            }
+        }
+    }
+    println!("preset {}: {}", preset.name, preset.description);
+    let header: Vec<String> = metrics.iter().map(|m| format!("{m:>9}")).collect();
+    println!("{:<24} {:<13} {:<13} {} {:>8}  verdict", "run", "config", "checkpoint", header.join(" "), "train s");
+    for r in rows {
+        let cells: Vec<String> = metrics
+            .iter()
+            .map(|m| r.accuracy.get(m).map_or(format!("{:>9}", "-"), |a| format!("{:>8.2}%", 100.0 * a)))
+            .collect();
+        let verdict = if r.missed.is_empty() {
+            "ok".to_string()
+        } else {
+            let what: Vec<String> = r
+                .missed
+                .iter()
+                .map(|m| format!("{m} < {:.2}%", 100.0 * r.expect.get(m).copied().unwrap_or(0.0)))
+                .collect();
+            format!("BELOW TARGET ({})", what.join(", "))
+        };
+        println!(
+            "{:<24} {:<13} {:<13} {} {:>8.1}  {verdict}{}",
+            r.run,
+            r.config_hash.short(12),
+            r.checkpoint_hash.short(12),
+            cells.join(" "),
+            r.train_seconds,
+            if r.reused { " (reused)" } else { "" }
+        );
+    }
+    let images: Vec<String> = metrics
+        .iter()
+        .filter_map(|m| rows.first().and_then(|r| r.images.get(m)).map(|n| format!("{m} on {n}")))
+        .collect();
+    println!("test images: {}", images.join(", "));
 }
 
 fn config(a: ConfigArgs) -> Result<ExitCode> {

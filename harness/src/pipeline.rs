@@ -12,14 +12,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use infoat_registry::ContentHash;
 use serde::{Deserialize, Serialize};
 
+use crate::attacks::AttackId;
 use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{default_data_dir, Dataset, ImageSet, Split};
 use crate::env::Fingerprint;
-use crate::eval::{clean_accuracy, Accuracy};
+use crate::eval::{clean_accuracy, robust_accuracy, Accuracy};
+use crate::methods::default_eps;
 use crate::models::{Arch, Network};
+use crate::preset::PresetRun;
 use crate::seed::{derive, seed_torch, Stream};
-use crate::train::{train, EpochStats, Progress};
+use crate::train::{train, EpochStates, EpochStats, Progress};
 use crate::{Error, Result};
 
 /// Version of the training code's semantics: bump when a change alters what a config trains.
@@ -100,6 +103,7 @@ pub fn run_dir(runs_dir: &Path, hash: &ContentHash) -> PathBuf {
 
 const RECORD: &str = "run.json";
 const CHECKPOINT: &str = "checkpoint.safetensors";
+const STATE: &str = "state";
 
 /// Builds the network a config describes, initialised from the run's seed.
 pub fn build_network(cfg: &RunConfig, device: tch::Device) -> Result<Network> {
@@ -157,7 +161,13 @@ pub fn train_run(
         (full, None)
     };
     let mut model = build_network(cfg, device)?;
-    let epochs = train(cfg, &mut model, &train_set, val_set.as_ref(), progress)?;
+    let state_dir = dir.join(STATE);
+    if force {
+        // Start over: earlier epoch states of this config must not be resumed.
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    let states = EpochStates { dir: state_dir, config_hash: hash.to_hex(), resume: !force };
+    let epochs = train(cfg, &mut model, &train_set, val_set.as_ref(), progress, Some(&states))?;
 
     let config_json = infoat_registry::canonical_json(&cfg.canonical_view())?;
     let meta = BTreeMap::from([
@@ -184,7 +194,18 @@ pub fn train_run(
     Ok(TrainOutcome { run_dir: dir, checkpoint_path, reused: false, record })
 }
 
-/// The result of evaluating a checkpoint on clean test data.
+/// One attack's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackReport {
+    /// Robust accuracy on the attacked images.
+    pub robust: Accuracy,
+    /// L∞ radius.
+    pub eps: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The result of evaluating a checkpoint on test data.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     /// The checkpoint file.
@@ -197,6 +218,8 @@ pub struct EvalReport {
     pub data: DataIdentity,
     /// Clean accuracy.
     pub clean: Accuracy,
+    /// Each attack's result, by attack id.
+    pub attacks: BTreeMap<String, AttackReport>,
     /// Wall-clock seconds of the evaluation.
     pub seconds: f64,
     /// Where it ran.
@@ -220,6 +243,14 @@ pub struct EvalRequest {
     pub batch_size: usize,
     /// Evaluate only the first N test images.
     pub limit: Option<usize>,
+    /// Attacks to run after clean accuracy.
+    pub attacks: Vec<AttackId>,
+    /// Their L∞ radius; default: the dataset's (SPEC §1).
+    pub eps: Option<f64>,
+    /// Attack only the first N of the evaluated images.
+    pub attack_limit: Option<usize>,
+    /// Seed of the attacks' random starts.
+    pub seed: u64,
 }
 
 /// The arch and dataset a checkpoint's recorded config names, if it carries one.
@@ -252,13 +283,101 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
         None => test,
     };
     let clean = clean_accuracy(&model, &test, req.batch_size)?;
+    let eps = req.eps.unwrap_or(default_eps(dataset));
+    let attacked = match req.attack_limit {
+        Some(n) => test.take(n),
+        None => test.clone(),
+    };
+    let mut attacks = BTreeMap::new();
+    for id in &req.attacks {
+        let t = Instant::now();
+        let robust = robust_accuracy(&model, &attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
+        attacks.insert(id.name().to_string(), AttackReport { robust, eps, seconds: t.elapsed().as_secs_f64() });
+    }
     Ok(EvalReport {
         checkpoint: req.checkpoint.clone(),
         checkpoint_hash: loaded.hash,
         arch,
         data: identity(dataset, &dir, Split::Test, &test),
         clean,
+        attacks,
         seconds: start.elapsed().as_secs_f64(),
         env: Fingerprint::current(req.device),
+    })
+}
+
+/// One preset run, trained (or reused) and evaluated, with its verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresetOutcome {
+    /// The run's name in the preset.
+    pub run: String,
+    /// The method.
+    pub method: String,
+    /// The architecture.
+    pub arch: Arch,
+    /// The dataset.
+    pub dataset: Dataset,
+    /// The config hash.
+    pub config_hash: ContentHash,
+    /// The checkpoint hash.
+    pub checkpoint_hash: ContentHash,
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// True when training was skipped because a complete run existed.
+    pub reused: bool,
+    /// Training seconds (of the original run when reused).
+    pub train_seconds: f64,
+    /// Accuracy per metric: `clean` and each attack id.
+    pub accuracy: BTreeMap<String, f64>,
+    /// Images each metric was computed on.
+    pub images: BTreeMap<String, usize>,
+    /// The preset's targets.
+    pub expect: BTreeMap<String, f64>,
+    /// Metrics below their targets.
+    pub missed: Vec<String>,
+}
+
+/// Trains (or reuses) and evaluates one preset run.
+pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Progress) -> Result<PresetOutcome> {
+    let out = train_run(&run.config, None, runs_dir, force, progress)?;
+    let report = evaluate(&EvalRequest {
+        checkpoint: out.checkpoint_path.clone(),
+        arch: Some(run.config.model.arch),
+        dataset: Some(run.config.data.dataset),
+        data_dir: Some(out.record.train_data.dir.clone()),
+        device: run.config.device.device()?,
+        batch_size: run.config.train.eval_batch_size,
+        limit: run.config.data.test_limit,
+        attacks: run.eval.attacks.clone(),
+        eps: run.eval.eps,
+        attack_limit: run.eval.limit,
+        seed: run.config.seed,
+    })?;
+    let mut accuracy = BTreeMap::from([("clean".to_string(), report.clean.accuracy)]);
+    let mut images = BTreeMap::from([("clean".to_string(), report.clean.total)]);
+    for (id, a) in &report.attacks {
+        accuracy.insert(id.clone(), a.robust.accuracy);
+        images.insert(id.clone(), a.robust.total);
+    }
+    let missed = run
+        .expect
+        .iter()
+        .filter(|(m, min)| accuracy.get(*m).is_none_or(|a| a < *min))
+        .map(|(m, _)| m.clone())
+        .collect();
+    Ok(PresetOutcome {
+        run: run.name.clone(),
+        method: run.config.method.name().to_string(),
+        arch: run.config.model.arch,
+        dataset: run.config.data.dataset,
+        config_hash: out.record.config_hash,
+        checkpoint_hash: out.record.checkpoint_hash,
+        checkpoint: out.checkpoint_path,
+        reused: out.reused,
+        train_seconds: out.record.seconds,
+        accuracy,
+        images,
+        expect: run.expect.clone(),
+        missed,
     })
 }

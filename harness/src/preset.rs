@@ -2,13 +2,21 @@
 //! presets under `fixtures/presets/` are embedded in the binary, so `infoat reproduce NAME`
 //! works from any directory; a path to a preset file works too.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attacks::AttackId;
 
 use crate::config::RunConfig;
 use crate::{Error, Result};
 
 /// The presets compiled into the binary: (name, TOML text).
-pub const EMBEDDED: &[(&str, &str)] = &[("quickstart", include_str!("../../fixtures/presets/quickstart.toml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("quickstart", include_str!("../../fixtures/presets/quickstart.toml")),
+    ("mnist", include_str!("../../fixtures/presets/mnist.toml")),
+    ("fashion", include_str!("../../fixtures/presets/fashion.toml")),
+];
 
 /// A preset as written.
 #[derive(Debug, Deserialize)]
@@ -24,8 +32,25 @@ struct PresetFile {
 struct PresetRunFile {
     name: String,
     #[serde(default)]
-    min_clean_accuracy: Option<f64>,
+    eval: EvalPlan,
+    #[serde(default)]
+    expect: BTreeMap<String, f64>,
     config: toml::Value,
+}
+
+/// What to evaluate after training, beyond clean accuracy on the config's test set.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalPlan {
+    /// Attacks to run (e.g. `["fgsm", "pgd20"]`).
+    #[serde(default)]
+    pub attacks: Vec<AttackId>,
+    /// Their L∞ radius; default: the dataset's (SPEC §1).
+    #[serde(default)]
+    pub eps: Option<f64>,
+    /// Attack only the first N test images (clean accuracy still uses the config's test set).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// A loaded preset with resolved configs.
@@ -46,8 +71,11 @@ pub struct PresetRun {
     pub name: String,
     /// The resolved config.
     pub config: RunConfig,
-    /// The least clean test accuracy that counts as reproduced.
-    pub min_clean_accuracy: Option<f64>,
+    /// What to evaluate.
+    pub eval: EvalPlan,
+    /// The least accuracy (fraction) per metric — `clean` or an attack id — that counts as
+    /// reproduced.
+    pub expect: BTreeMap<String, f64>,
 }
 
 impl Preset {
@@ -62,10 +90,22 @@ impl Preset {
                 let run_origin = format!("{origin}, run '{}'", r.name);
                 let text = toml::to_string(&r.config)
                     .map_err(|e| Error::Config { origin: run_origin.clone(), message: e.to_string() })?;
+                for metric in r.expect.keys() {
+                    let known = metric == "clean" || r.eval.attacks.iter().any(|a| a.name() == metric);
+                    if !known {
+                        return Err(Error::Config {
+                            origin: run_origin.clone(),
+                            message: format!(
+                                "expect.{metric} names no metric of this run: expected 'clean' or one of its eval.attacks"
+                            ),
+                        });
+                    }
+                }
                 Ok(PresetRun {
                     config: RunConfig::from_toml(&text, &run_origin)?,
                     name: r.name,
-                    min_clean_accuracy: r.min_clean_accuracy,
+                    eval: r.eval,
+                    expect: r.expect,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -102,9 +142,11 @@ mod tests {
     fn embedded_presets_parse() {
         let all = Preset::all().unwrap();
         let q = all.iter().find(|p| p.name == "quickstart").unwrap();
-        assert_eq!(q.runs.len(), 1);
-        assert_eq!(q.runs[0].config.data.dataset, crate::data::Dataset::Mnist);
-        assert_eq!(q.runs[0].min_clean_accuracy, Some(0.98));
+        assert!(q.runs.len() >= 6, "quickstart trains every Table II method but GanDef");
+        assert!(q.runs.iter().all(|r| r.config.data.dataset == crate::data::Dataset::Mnist));
+        assert!(q.runs.iter().all(|r| r.eval.attacks.contains(&AttackId::Pgd20)));
+        let natural = q.runs.iter().find(|r| r.config.method.name() == "natural").unwrap();
+        assert_eq!(natural.expect.get("clean"), Some(&0.98));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum Stream {
     Torch,
     /// libtorch's generator during evaluation.
     Eval,
+    /// A training method's own draws in one batch (GanDef's discriminator batch).
+    Method,
 }
 
 impl Stream {
@@ -30,6 +32,7 @@ impl Stream {
             Stream::Augment => 4,
             Stream::Torch => 5,
             Stream::Eval => 6,
+            Stream::Method => 7,
         }
     }
 }

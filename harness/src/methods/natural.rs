@@ -1,6 +1,6 @@
 //! Natural (standard) training: the cross-entropy of the clean batch, no adversary.
 
-use super::{LossParts, Method};
+use super::{losses, mean, part, LossParts, Method, StepCtx};
 use crate::data::Batch;
 use crate::models::Network;
 use crate::Result;
@@ -14,9 +14,9 @@ impl Method for Natural {
         "natural"
     }
 
-    fn loss(&mut self, model: &mut Network, batch: &Batch) -> Result<LossParts> {
+    fn loss(&mut self, model: &Network, batch: &Batch, _ctx: &StepCtx<'_>) -> Result<LossParts> {
         let logits = model.forward_t(&batch.x, true);
-        let total = logits.f_cross_entropy_loss::<tch::Tensor>(&batch.y, None, tch::Reduction::Mean, -100, 0.0)?;
-        Ok(LossParts { total, natural_logits: logits })
+        let total = mean(&losses::ce(&logits, &batch.y)?)?;
+        Ok(LossParts { parts: vec![part("ce", &total)?], total, logits })
     }
 }

@@ -83,12 +83,21 @@ impl std::fmt::Display for Arch {
     }
 }
 
+/// A network's forward function, with access to intermediate stages where it has them.
+pub(crate) trait Net: nn::ModuleT {
+    /// Logits and the output of stage `stage` (1-based; ResNet-18's `layer1` … `layer4`), or
+    /// `None` when the architecture has no such stage.
+    fn forward_stage(&self, _xs: &Tensor, _train: bool, _stage: usize) -> Option<(Tensor, Tensor)> {
+        None
+    }
+}
+
 /// A built model: its variables (parameters and BatchNorm buffers) and its forward function.
 pub struct Network {
     arch: Arch,
     num_classes: usize,
     vs: nn::VarStore,
-    net: Box<dyn nn::ModuleT>,
+    net: Box<dyn Net>,
 }
 
 impl std::fmt::Debug for Network {
@@ -106,7 +115,7 @@ impl Network {
         let root = vs.root();
         let c = input.channels as i64;
         let k = num_classes as i64;
-        let net: Box<dyn nn::ModuleT> = match arch {
+        let net: Box<dyn Net> = match arch {
             Arch::SmallCnn => Box::new(small_cnn::SmallCnn::new(&root, c, k)),
             Arch::ResNet18 => Box::new(resnet::ResNet18::new(&root, c, k)),
             Arch::Wrn34x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 34, 10)),
@@ -136,6 +145,14 @@ impl Network {
         self.net.forward_t(x, train)
     }
 
+    /// Logits and the output of stage `stage` in one pass (ResNet-18 stages 1–4; MINE in
+    /// paper Table I reads them).
+    pub fn forward_stage(&self, x: &Tensor, train: bool, stage: usize) -> Result<(Tensor, Tensor)> {
+        self.net.forward_stage(x, train, stage).ok_or_else(|| {
+            Error::Invalid(format!("architecture {} has no stage {stage} to read features from", self.arch))
+        })
+    }
+
     /// The variable store (for optimizers).
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
@@ -151,13 +168,39 @@ impl Network {
         self.vs.variables().into_iter().collect()
     }
 
-    /// Freezes (`false`) or unfreezes (`true`) gradient tracking of the trainable parameters.
-    /// Attacks freeze them so libtorch computes only input gradients (SPEC §6 cost note).
-    pub fn set_requires_grad(&mut self, on: bool) {
-        if on {
-            self.vs.unfreeze();
-        } else {
-            self.vs.freeze();
+    /// The trainable parameters by name (BatchNorm buffers excluded), for optimizers.
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Stops gradient tracking of the trainable parameters until the guard is dropped, so an
+    /// attack or inner maximisation makes libtorch compute input gradients only (SPEC §6: a
+    /// third less work per step). Re-entrant: a nested guard leaves tracking to the outer one.
+    pub fn frozen(&self) -> Frozen {
+        let params: Vec<Tensor> = self.vs.trainable_variables().into_iter().filter(|t| t.requires_grad()).collect();
+        for p in &params {
+            let _ = p.set_requires_grad(false);
+        }
+        Frozen { params }
+    }
+}
+
+/// Restores gradient tracking of the parameters a [`Network::frozen`] call stopped.
+#[must_use = "parameters are unfrozen when the guard is dropped"]
+pub struct Frozen {
+    params: Vec<Tensor>,
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for p in &self.params {
+            let _ = p.set_requires_grad(true);
         }
     }
 }

@@ -103,14 +103,32 @@ impl ResNet18 {
     }
 }
 
+impl ResNet18 {
+    /// Logits and the output of every stage (`layer1` … `layer4`), in one pass.
+    fn forward_stages(&self, xs: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
+        let mut out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let mut stages = Vec::with_capacity(WIDTHS.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            out = block.forward_t(&out, train);
+            if (i + 1) % BLOCKS_PER_STAGE as usize == 0 {
+                stages.push(out.shallow_clone());
+            }
+        }
+        let pooled = out.avg_pool2d([4, 4], [4, 4], [0, 0], false, true, None::<i64>);
+        (self.linear.forward(&pooled.flatten(1, -1)), stages)
+    }
+}
+
 impl ModuleT for ResNet18 {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
-        for block in &self.blocks {
-            out = block.forward_t(&out, train);
-        }
-        let out = out.avg_pool2d([4, 4], [4, 4], [0, 0], false, true, None::<i64>);
-        self.linear.forward(&out.flatten(1, -1))
+        self.forward_stages(xs, train).0
+    }
+}
+
+impl super::Net for ResNet18 {
+    fn forward_stage(&self, xs: &Tensor, train: bool, stage: usize) -> Option<(Tensor, Tensor)> {
+        let (logits, mut stages) = self.forward_stages(xs, train);
+        (1..=stages.len()).contains(&stage).then(|| (logits, stages.swap_remove(stage - 1)))
     }
 }
 

@@ -62,6 +62,8 @@ impl nn::ModuleT for SmallCnn {
     }
 }
 
+impl super::Net for SmallCnn {}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

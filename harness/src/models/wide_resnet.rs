@@ -114,6 +114,8 @@ impl ModuleT for WideResNet {
     }
 }
 
+impl super::Net for WideResNet {}
+
 #[cfg(test)]
 mod tests {
     use tch::nn;

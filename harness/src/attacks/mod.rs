@@ -1,0 +1,77 @@
+//! Attacks on a trained model and the projected-gradient engine that training methods use
+//! for their inner maximisation (SPEC §2 "Inner PGD", SPEC §3).
+//!
+//! Every attack runs the model in eval mode unless told otherwise, with the parameters frozen
+//! (only input gradients are computed), and returns points inside the L∞ ball of radius eps
+//! around the input and inside [0, 1].
+
+mod pgd;
+
+pub use pgd::{fgsm, maximize, project, Fgsm, Pgd, PgdSpec, Start};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::models::Network;
+use crate::Result;
+
+/// BatchNorm behaviour while crafting adversarial examples (SPEC §1, `attack_bn_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnMode {
+    /// Running statistics, nothing updated (TRADES, MART).
+    #[default]
+    Eval,
+    /// Batch statistics, running statistics updated (Madry-style scripts).
+    Train,
+}
+
+impl BnMode {
+    /// The `train` flag of the forward pass.
+    pub fn train_flag(self) -> bool {
+        self == BnMode::Train
+    }
+}
+
+/// An evaluation attack: adversarial versions of a batch.
+pub trait Attack {
+    /// The attack's id in reports (`fgsm`, `pgd20`, …).
+    fn id(&self) -> String;
+
+    /// Adversarial inputs for `(x, y)`, within the threat model, and per-example flags that
+    /// are true where the attack succeeded at *some* iterate it checked (for attacks that
+    /// count any iterate) — attacks that judge only their final point return `None`.
+    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+}
+
+/// The evaluation attacks a preset or `infoat eval` can name (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackId {
+    /// FGSM, one step of eps.
+    Fgsm,
+    /// PGD-20, step eps/4, uniform start.
+    Pgd20,
+    /// PGD-100, step eps/4, uniform start.
+    Pgd100,
+}
+
+impl AttackId {
+    /// The attack at radius `eps`.
+    pub fn build(self, eps: f64) -> Box<dyn Attack> {
+        match self {
+            AttackId::Fgsm => Box::new(Fgsm { eps }),
+            AttackId::Pgd20 => Box::new(Pgd::paper(eps, 20)),
+            AttackId::Pgd100 => Box::new(Pgd::paper(eps, 100)),
+        }
+    }
+
+    /// The id in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackId::Fgsm => "fgsm",
+            AttackId::Pgd20 => "pgd20",
+            AttackId::Pgd100 => "pgd100",
+        }
+    }
+}

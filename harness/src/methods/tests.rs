@@ -1,0 +1,242 @@
+//! Tests of the training methods: the inner maximiser's invariants, each method's loss, the
+//! configs, and that a non-finite loss stops training (SPEC §2; issue "every training method").
+
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+
+use super::*;
+use crate::attacks::{maximize, BnMode};
+use crate::config::RunConfig;
+use crate::data::{Augment, Batch, Dataset, ImageSet};
+use crate::models::layers::test_support::rng_lock;
+use crate::models::{Arch, Network};
+use crate::train::{train_method, Progress};
+
+/// A SmallCNN whose zero-initialised last layer is given random weights, so its outputs (and
+/// input gradients) are not constant.
+fn mnist_net(seed: i64) -> Network {
+    tch::manual_seed(seed);
+    let net = Network::new(Arch::SmallCnn, Dataset::Mnist.image_shape(), 10, Device::Cpu).unwrap();
+    tch::no_grad(|| {
+        let w = &net.named_tensors()["classifier.fc3.weight"];
+        w.shallow_clone().copy_(&(w.randn_like() * 0.1));
+    });
+    net
+}
+
+fn cifar_resnet(seed: i64) -> Network {
+    tch::manual_seed(seed);
+    Network::new(Arch::ResNet18, Dataset::Cifar10.image_shape(), 10, Device::Cpu).unwrap()
+}
+
+fn batch(shape: [i64; 4], seed: i64) -> Batch {
+    tch::manual_seed(seed);
+    let x = Tensor::rand(shape, (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(10, [shape[0]], (Kind::Int64, Device::Cpu));
+    Batch { x, y }
+}
+
+fn tiny_set(n: usize) -> ImageSet {
+    tch::manual_seed(99);
+    let images: Vec<u8> =
+        Vec::<u8>::try_from(Tensor::randint(256, [(n * 784) as i64], (Kind::Uint8, Device::Cpu))).unwrap();
+    ImageSet {
+        images,
+        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        shape: Dataset::Mnist.image_shape(),
+        num_classes: 10,
+    }
+}
+
+fn ctx(set: &ImageSet) -> StepCtx<'_> {
+    StepCtx { epoch: 1, batch: 0, epochs_done: 0.5, seed: 7, train_set: set, augment: Augment::None }
+}
+
+fn method_cfg(toml_method: &str) -> MethodConfig {
+    let text = format!(
+        "seed = 0\n[data]\ndataset = \"mnist\"\n[model]\narch = \"smallcnn\"\n{toml_method}\n[train]\nepochs = 1\n"
+    );
+    RunConfig::from_toml(&text, "test").unwrap().method
+}
+
+fn inner(eps: f64) -> InnerConfig {
+    let mut i = InnerConfig::default();
+    i.resolve(Dataset::Mnist, crate::attacks::Start::Uniform).unwrap();
+    i.eps = Some(eps);
+    i.step_size = Some(eps / 4.0);
+    i
+}
+
+#[test]
+fn inner_maximiser_stays_in_the_ball_and_raises_the_objective() {
+    let _g = rng_lock();
+    let model = mnist_net(1);
+    let b = batch([16, 1, 28, 28], 2);
+    for eps in [0.1, 0.3] {
+        let spec = inner(eps).spec_at(1.0);
+        let ce = |l: &Tensor| losses::ce(l, &b.y).unwrap().sum(Kind::Float);
+        tch::manual_seed(5);
+        let start = maximize(&model, &b.x, &PgdSpec { steps: 0, ..spec }, BnMode::Eval, &mut |l, _| Ok(ce(l))).unwrap();
+        tch::manual_seed(5);
+        let adv = maximize(&model, &b.x, &spec, BnMode::Eval, &mut |l, _| Ok(ce(l))).unwrap();
+        let dist = f64::try_from((&adv - &b.x).abs().max()).unwrap();
+        assert!(dist <= eps + 1e-6, "L∞ distance {dist} > eps {eps}");
+        assert!(f64::try_from(adv.min()).unwrap() >= 0.0 && f64::try_from(adv.max()).unwrap() <= 1.0);
+        assert!(!bool::try_from(adv.isnan().any()).unwrap());
+        let (before, after) = tch::no_grad(|| (ce(&model.forward_t(&start, false)), ce(&model.forward_t(&adv, false))));
+        assert!(f64::try_from(after).unwrap() > f64::try_from(before).unwrap(), "PGD must raise the CE");
+    }
+    // The parameters are tracked again and carry no gradient from the attack.
+    for (name, p) in model.trainable() {
+        assert!(p.requires_grad(), "{name} left frozen");
+        assert!(
+            !p.grad().defined() || f64::try_from(p.grad().abs().sum(Kind::Float)).unwrap() == 0.0,
+            "{name} got a gradient"
+        );
+    }
+}
+
+#[test]
+fn eval_mode_attack_leaves_batchnorm_statistics_untouched() {
+    let _g = rng_lock();
+    let model = cifar_resnet(3);
+    let b = batch([4, 3, 32, 32], 4);
+    let before: BTreeMap<String, Tensor> = model
+        .named_tensors()
+        .into_iter()
+        .filter(|(k, _)| k.contains("running") || k.contains("num_batches"))
+        .map(|(k, v)| (k, v.copy()))
+        .collect();
+    let spec = inner(8.0 / 255.0).spec_at(1.0);
+    let ce = |l: &Tensor| Ok(losses::ce(l, &b.y)?.sum(Kind::Float));
+    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Eval, &mut |l, _| ce(l)).unwrap();
+    let now = model.named_tensors();
+    for (k, v) in &before {
+        assert!(now[k].equal(v), "{k} changed in eval mode");
+    }
+    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Train, &mut |l, _| ce(l)).unwrap();
+    assert!(!model.named_tensors()["bn1.running_mean"].equal(&before["bn1.running_mean"]), "train mode updates BN");
+}
+
+#[test]
+fn every_method_gives_a_finite_loss_with_named_parts_and_gradients() {
+    let _g = rng_lock();
+    let set = tiny_set(64);
+    let cases = [
+        ("[method]\nkind = \"natural\"", vec!["ce"]),
+        ("[method]\nkind = \"at\"", vec!["ce_adv"]),
+        ("[method]\nkind = \"trades\"", vec!["ce", "robust_kl"]),
+        ("[method]\nkind = \"mart\"", vec!["bce", "weighted_kl"]),
+        ("[method]\nkind = \"mart_plus\"", vec!["bce", "weighted_kl"]),
+        ("[method]\nkind = \"gandef\"", vec!["ce_mean", "d_bce_adv", "d_loss"]),
+        ("[method]\nkind = \"infoat\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
+        ("[method]\nkind = \"infoat\"\ndivergence = \"js\"\nweight = \"misclassification\"\nregularizer = \"pos_h_nat\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
+        ("[method]\nkind = \"infoat\"\ndivergence = \"kl\"\nweight = \"none\"\nregularizer = \"none\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
+        ("[method]\nkind = \"infoat\"\ndivergence = \"ce\"\ndetach_nat_weight = true", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
+    ];
+    for (text, names) in cases {
+        let cfg = method_cfg(text);
+        let model = mnist_net(11);
+        let mut m = cfg.build(10, Device::Cpu).unwrap();
+        let b = batch([8, 1, 28, 28], 12);
+        tch::manual_seed(13);
+        let out = m.loss(&model, &b, &ctx(&set)).unwrap();
+        let total = f64::try_from(&out.total).unwrap();
+        assert!(total.is_finite(), "{text}: total {total}");
+        let got: Vec<&str> = out.parts.iter().map(|(n, _)| *n).collect();
+        assert_eq!(got, names, "{text}");
+        out.total.backward();
+        let grad: f64 =
+            model.trainable().iter().map(|(_, p)| f64::try_from(p.grad().abs().sum(Kind::Float)).unwrap()).sum();
+        assert!(grad > 0.0 && grad.is_finite(), "{text}: gradient {grad}");
+    }
+}
+
+/// TRADES with β = 0 is natural training; InfoAT with λ = β = 0 is AT. ResNet-18 (BatchNorm
+/// with batch statistics, no dropout) makes the train-mode passes independent of what ran
+/// before them, so the totals must agree exactly.
+#[test]
+fn degenerate_hyperparameters_reduce_to_simpler_methods() {
+    let _g = rng_lock();
+    let set = tiny_set(16);
+    let b = batch([4, 3, 32, 32], 21);
+    let run = |text: &str| {
+        let model = cifar_resnet(22);
+        let cfg = RunConfig::from_toml(
+            &format!("seed = 0\n[data]\ndataset = \"cifar10\"\n[model]\narch = \"resnet18\"\n{text}\n[method.inner]\nsteps = 3\n[train]\nepochs = 1\n"),
+            "t",
+        )
+        .unwrap();
+        let mut m = cfg.method.build(10, Device::Cpu).unwrap();
+        tch::manual_seed(23);
+        f64::try_from(m.loss(&model, &b, &ctx(&set)).unwrap().total).unwrap()
+    };
+    let natural = {
+        let model = cifar_resnet(22);
+        f64::try_from(losses::ce(&model.forward_t(&b.x, true), &b.y).unwrap().mean(Kind::Float)).unwrap()
+    };
+    let trades0 = run("[method]\nkind = \"trades\"\nbeta = 0.0");
+    assert!((natural - trades0).abs() < 1e-6, "natural {natural} vs TRADES(β=0) {trades0}");
+    let trades = run("[method]\nkind = \"trades\"");
+    assert!(trades > trades0, "the robust KL term adds to the loss");
+    let at = run("[method]\nkind = \"at\"");
+    let infoat0 = run("[method]\nkind = \"infoat\"\nlambda = 0.0\nbeta = 0.0");
+    assert!((at - infoat0).abs() < 1e-6, "AT {at} vs InfoAT(λ=β=0) {infoat0}");
+    let infoat = run("[method]\nkind = \"infoat\"");
+    assert!((at - infoat).abs() > 1e-6, "λ, β must matter");
+}
+
+#[test]
+fn method_configs_resolve_defaults_and_reject_bad_values() {
+    let c = method_cfg("[method]\nkind = \"trades\"");
+    let i = c.inner().unwrap();
+    assert_eq!(
+        (i.eps, i.step_size, i.steps, i.start),
+        (Some(0.3), Some(0.075), 10, Some(crate::attacks::Start::Gaussian))
+    );
+    let c = method_cfg("[method]\nkind = \"infoat\"");
+    assert_eq!(c.inner().unwrap().start, Some(crate::attacks::Start::Uniform));
+    assert!(matches!(c, MethodConfig::Infoat { lambda, beta, .. } if lambda == 2.5 && beta == 0.2));
+    let base = "seed = 0\n[data]\ndataset = \"mnist\"\n[model]\narch = \"smallcnn\"\n[train]\nepochs = 1\n";
+    for (method, needle) in [
+        ("[method]\nkind = \"at\"\n[method.inner]\nepz = 0.1", "epz"),
+        ("[method]\nkind = \"at\"\n[method.inner]\neps = 2.0", "eps"),
+        ("[method]\nkind = \"infoat\"\ndivergence = \"hellinger\"", "hellinger"),
+        ("[method]\nkind = \"infoat\"\nmi_estimator = { kind = \"mine\", layer = 2 }", "ResNet-18"),
+        ("[method]\nkind = \"infoat\"\nlambda = -1.0", "lambda"),
+        ("[method]\nkind = \"trades\"\ngamma = 1.0", "gamma"),
+    ] {
+        let e = RunConfig::from_toml(&format!("{base}{method}\n"), "m.toml").unwrap_err().to_string();
+        assert!(e.contains(needle), "{method}: {e}");
+    }
+}
+
+struct NanMethod;
+
+impl Method for NanMethod {
+    fn name(&self) -> &'static str {
+        "nan"
+    }
+    fn loss(&mut self, model: &Network, batch: &Batch, ctx: &StepCtx<'_>) -> crate::Result<LossParts> {
+        let logits = model.forward_t(&batch.x, true);
+        let ce = losses::ce(&logits, &batch.y)?.mean(Kind::Float);
+        let bad = if ctx.batch == 1 { ce.f_mul_scalar(f64::NAN)? } else { ce.shallow_clone() };
+        Ok(LossParts { parts: vec![("ce", ce.detach()), ("exploding", bad.detach())], total: ce, logits })
+    }
+}
+
+#[test]
+fn a_non_finite_loss_part_stops_training_naming_epoch_batch_and_part() {
+    let _g = rng_lock();
+    let text = "seed = 0\n[data]\ndataset = \"mnist\"\n[model]\narch = \"smallcnn\"\n[method]\nkind = \"natural\"\n[train]\nepochs = 1\nbatch_size = 8\n";
+    let cfg = RunConfig::from_toml(text, "t").unwrap();
+    let mut model = mnist_net(31);
+    let err = train_method(&cfg, &mut model, Box::new(NanMethod), &tiny_set(32), None, Progress::Quiet, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exploding") && err.contains("epoch 1") && err.contains("batch 1") && err.contains("NaN"),
+        "{err}"
+    );
+}
