@@ -102,11 +102,20 @@ fn a_killed_run_resumes_to_the_same_checkpoint() {
     assert!(!run_dir.join("run.json").exists(), "a killed run must not be recorded as complete");
 
     std::fs::write(b.path().join("c.toml"), &cfg).unwrap();
-    let out = infoat(b.path()).args(["train", "--config", "c.toml", "--json"]).output().unwrap();
+    let out = infoat(b.path()).args(["train", "--config", "c.toml", "--resume", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("resuming after epoch"), "{stderr}");
     let resumed = stdout_json(&out);
     assert_eq!(resumed["record"]["checkpoint_hash"], whole["record"]["checkpoint_hash"]);
     assert_eq!(resumed["record"]["epochs"].as_array().unwrap().len(), 3);
+
+    // Now complete, and a config never started: --resume refuses both.
+    let again = infoat(b.path()).args(["train", "--config", "c.toml", "--resume"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("complete run"));
+    std::fs::write(b.path().join("d.toml"), tiny_config(22, 64)).unwrap();
+    let fresh = infoat(b.path()).args(["train", "--config", "d.toml", "--resume"]).output().unwrap();
+    assert_eq!(fresh.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("nothing to resume"));
 }

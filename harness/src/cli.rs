@@ -69,6 +69,10 @@ pub struct TrainArgs {
     /// Run folders and reuse.
     #[command(flatten)]
     pub runs: RunsArgs,
+    /// Require an interrupted run of this config to continue from (an error when there is
+    /// none); without it an interrupted run is resumed anyway when one exists.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
     /// Print the run record as JSON on stdout.
     #[arg(long)]
     pub json: bool,

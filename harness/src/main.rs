@@ -42,6 +42,9 @@ fn train(a: TrainArgs, progress: Progress) -> Result<ExitCode> {
     if let Some(d) = a.device {
         cfg.device = d;
     }
+    if a.resume {
+        pipeline::check_resumable(&cfg, &a.runs.runs_dir)?;
+    }
     let out = pipeline::train_run(&cfg, a.data_dir.as_deref(), &a.runs.runs_dir, a.runs.force, progress)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -130,6 +130,22 @@ fn reusable(dir: &Path, hash: &ContentHash, cfg: &RunConfig) -> Option<TrainOutc
     })
 }
 
+/// Checks that an interrupted run of `cfg` waits in `runs_dir` to be resumed (`train --resume`).
+pub fn check_resumable(cfg: &RunConfig, runs_dir: &Path) -> Result<()> {
+    let dir = run_dir(runs_dir, &cfg.hash()?);
+    match crate::train::latest_state_epoch(&dir.join(STATE)) {
+        Some(_) if dir.join(RECORD).exists() => Err(Error::Invalid(format!(
+            "{} is a complete run; there is nothing to resume (use --force to train again)",
+            dir.display()
+        ))),
+        Some(_) => Ok(()),
+        None => Err(Error::Invalid(format!(
+            "no interrupted run of this config in {}: nothing to resume (drop --resume to start it)",
+            dir.display()
+        ))),
+    }
+}
+
 /// Trains `cfg` into `<runs_dir>/<config hash>/`, or returns the complete run already there
 /// (unless `force`).
 pub fn train_run(

@@ -86,6 +86,11 @@ fn saved_epochs(dir: &Path) -> Vec<usize> {
     epochs
 }
 
+/// The newest epoch for which `dir` holds a state file, if any.
+pub fn latest_state_epoch(dir: &Path) -> Option<usize> {
+    saved_epochs(dir).last().copied()
+}
+
 /// Restores the newest readable state of `states`; returns the epochs it completed.
 fn resume(
     states: &EpochStates,
@@ -179,9 +184,6 @@ pub fn train(
     progress: Progress,
     states: Option<&EpochStates>,
 ) -> Result<Vec<EpochStats>> {
-    if train_set.is_empty() {
-        return Err(Error::Invalid("the training set is empty".into()));
-    }
     let method = cfg.method.build(model.num_classes(), model.device())?;
     train_method(cfg, model, method, train_set, val_set, progress, states)
 }

@@ -7,7 +7,7 @@
 
 mod pgd;
 
-pub use pgd::{fgsm, maximize, project, Fgsm, Pgd, PgdSpec, Start};
+pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -54,6 +54,16 @@ pub enum AttackId {
     Pgd20,
     /// PGD-100, step eps/4, uniform start.
     Pgd100,
+    /// PGD+: 5 restarts × 40 steps of 0.01, any-iterate.
+    PgdPlus,
+    /// CW∞-20: PGD-20 on the margin loss, κ = 50.
+    Cw20,
+    /// CW∞-100.
+    Cw100,
+    /// BPDA: PGD-20 through 5-bit depth reduction, straight-through gradient.
+    Bpda,
+    /// InfoPGD-20: PGD-20 on paper eq. 18, λ = 2.5.
+    Infopgd20,
 }
 
 impl AttackId {
@@ -63,6 +73,14 @@ impl AttackId {
             AttackId::Fgsm => Box::new(Fgsm { eps }),
             AttackId::Pgd20 => Box::new(Pgd::paper(eps, 20)),
             AttackId::Pgd100 => Box::new(Pgd::paper(eps, 100)),
+            AttackId::PgdPlus => Box::new(PgdPlus {
+                spec: PgdSpec { eps, steps: 40, step_size: 0.01, start: Start::Uniform },
+                restarts: 5,
+            }),
+            AttackId::Cw20 => Box::new(Cw { spec: Pgd::paper(eps, 20).spec, kappa: 50.0 }),
+            AttackId::Cw100 => Box::new(Cw { spec: Pgd::paper(eps, 100).spec, kappa: 50.0 }),
+            AttackId::Bpda => Box::new(Bpda { spec: Pgd::paper(eps, 20).spec, bits: 5 }),
+            AttackId::Infopgd20 => Box::new(InfoPgd { spec: Pgd::paper(eps, 20).spec, lambda: 2.5 }),
         }
     }
 
@@ -72,6 +90,14 @@ impl AttackId {
             AttackId::Fgsm => "fgsm",
             AttackId::Pgd20 => "pgd20",
             AttackId::Pgd100 => "pgd100",
+            AttackId::PgdPlus => "pgd_plus",
+            AttackId::Cw20 => "cw20",
+            AttackId::Cw100 => "cw100",
+            AttackId::Bpda => "bpda",
+            AttackId::Infopgd20 => "infopgd20",
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -66,19 +66,55 @@ pub fn maximize(
     bn: BnMode,
     objective: &mut dyn FnMut(&Tensor, &Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
+    ascend(model, x, spec, bn, None, objective, None)
+}
+
+/// The transform the model sees in front of it during the ascent (BPDA's forward pass).
+pub type InputTransform<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+
+/// An observer of every iterate's logits (PGD+ counts an example broken at any iterate).
+pub type IterateObserver<'a> = &'a mut dyn FnMut(&Tensor) -> Result<()>;
+
+/// [`maximize`] with an optional input transform (the model sees `transform(x')`) and an
+/// optional observer called with the logits at every iterate, the start and the final point
+/// included.
+pub(crate) fn ascend(
+    model: &Network,
+    x: &Tensor,
+    spec: &PgdSpec,
+    bn: BnMode,
+    transform: Option<InputTransform<'_>>,
+    objective: &mut dyn FnMut(&Tensor, &Tensor) -> Result<Tensor>,
+    mut observe: Option<IterateObserver<'_>>,
+) -> Result<Tensor> {
     let _frozen = model.frozen();
     let x = x.f_detach()?;
     let mut x_adv = start_point(&x, spec)?.f_detach()?;
+    let seen = |t: &Tensor| -> Result<Tensor> {
+        match transform {
+            Some(f) => f(t),
+            None => Ok(t.shallow_clone()),
+        }
+    };
     for _ in 0..spec.steps {
         let xa = x_adv.f_detach()?.f_requires_grad_(true)?;
-        let logits = model.forward_t(&xa, bn.train_flag());
+        let logits = model.forward_t(&seen(&xa)?, bn.train_flag());
+        if let Some(obs) = observe.as_mut() {
+            obs(&logits.f_detach()?)?;
+        }
         let loss = objective(&logits, &xa)?;
         let grad = Tensor::f_run_backward(&[&loss], &[&xa], false, false)?.remove(0);
         let stepped = xa.f_detach()?.f_add(&grad.f_sign()?.f_mul_scalar(spec.step_size)?)?;
         x_adv = project(&stepped, &x, spec.eps)?;
     }
     if spec.steps == 0 && spec.start != Start::None {
+        // TRADES' Gaussian start leaves the box until the first step projects it; with no step
+        // the start itself must be projected.
         x_adv = project(&x_adv, &x, spec.eps)?;
+    }
+    if let Some(obs) = observe.as_mut() {
+        let logits = tch::no_grad(|| -> Result<Tensor> { Ok(model.forward_t(&seen(&x_adv)?, bn.train_flag())) })?;
+        obs(&logits)?;
     }
     Ok(x_adv)
 }
@@ -130,5 +166,146 @@ impl Attack for Fgsm {
 
     fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         Ok((fgsm(model, x, y, self.eps)?, None))
+    }
+}
+
+/// CW∞-k (SPEC §3): PGD on the margin loss −max(z_y − max_{j≠y} z_j + κ, 0), κ = 50, uniform
+/// start, step eps/4, final iterate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cw {
+    /// The ascent.
+    pub spec: PgdSpec,
+    /// The margin κ.
+    pub kappa: f64,
+}
+
+impl Attack for Cw {
+    fn id(&self) -> String {
+        format!("cw{}", self.spec.steps)
+    }
+
+    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let kappa = self.kappa;
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
+            Ok(losses::cw_margin(logits, y, kappa)?.f_sum(Kind::Float)?)
+        })?;
+        Ok((adv, None))
+    }
+}
+
+/// PGD+ (SPEC §3, after RST's evaluation): `restarts` × `steps` steps of `step_size` on the
+/// cross-entropy from uniform starts; an example is robust only if it is classified correctly
+/// at every iterate of every restart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PgdPlus {
+    /// One restart's ascent.
+    pub spec: PgdSpec,
+    /// Number of restarts.
+    pub restarts: usize,
+}
+
+impl Attack for PgdPlus {
+    fn id(&self) -> String {
+        "pgd_plus".into()
+    }
+
+    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let mut broken = y.f_zeros_like()?.f_to_kind(Kind::Bool)?;
+        let mut last = x.shallow_clone();
+        for _ in 0..self.restarts {
+            let mut observe = |logits: &Tensor| -> Result<()> {
+                let wrong = logits.f_argmax(-1, false)?.f_ne_tensor(y)?;
+                broken = broken.f_logical_or(&wrong)?;
+                Ok(())
+            };
+            last = ascend(
+                model,
+                x,
+                &self.spec,
+                BnMode::Eval,
+                None,
+                &mut |logits, _| Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?),
+                Some(&mut observe),
+            )?;
+        }
+        Ok((last, Some(broken)))
+    }
+}
+
+/// Reduces every value to `bits` bits: round(x · (2^bits − 1)) / (2^bits − 1).
+pub fn bit_depth(x: &Tensor, bits: u32) -> Result<Tensor> {
+    let levels = f64::from((1u32 << bits) - 1);
+    Ok(x.f_mul_scalar(levels)?.f_round()?.f_div_scalar(levels)?)
+}
+
+/// BPDA (Athalye et al. 2018; SPEC §3 DECISION): PGD-k on the cross-entropy through a
+/// non-differentiable input transform — bit-depth reduction to `bits` bits — applied in the
+/// forward pass and replaced by the identity in the backward pass (straight-through). The
+/// adversarial point is judged by the model as evaluated, and flagged broken when the model
+/// misclassifies the transformed point at the end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bpda {
+    /// The ascent.
+    pub spec: PgdSpec,
+    /// Bits kept by the transform.
+    pub bits: u32,
+}
+
+impl Attack for Bpda {
+    fn id(&self) -> String {
+        "bpda".into()
+    }
+
+    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let bits = self.bits;
+        let straight_through = move |t: &Tensor| -> Result<Tensor> {
+            // t + (T(t) − t) with the difference detached: forward T(t), gradient identity.
+            Ok(t.f_add(&bit_depth(t, bits)?.f_sub(t)?.f_detach()?)?)
+        };
+        let mut final_logits = None;
+        let mut observe = |logits: &Tensor| -> Result<()> {
+            final_logits = Some(logits.shallow_clone());
+            Ok(())
+        };
+        let adv = ascend(
+            model,
+            x,
+            &self.spec,
+            BnMode::Eval,
+            Some(&straight_through),
+            &mut |logits, _| Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?),
+            Some(&mut observe),
+        )?;
+        let broken = match final_logits {
+            Some(l) => Some(l.f_argmax(-1, false)?.f_ne_tensor(y)?),
+            None => None,
+        };
+        Ok((adv, broken))
+    }
+}
+
+/// InfoPGD-k (paper §IV, eq. 18 as an attack): PGD-k maximising CE(f(x'), y) + λ H(p(x))
+/// ‖p(x') − p(x)‖², with p(x) and H(p(x)) from the clean input (constants), uniform start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InfoPgd {
+    /// The ascent.
+    pub spec: PgdSpec,
+    /// λ (2.5).
+    pub lambda: f64,
+}
+
+impl Attack for InfoPgd {
+    fn id(&self) -> String {
+        format!("infopgd{}", self.spec.steps)
+    }
+
+    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let nat = tch::no_grad(|| model.forward_t(x, false));
+        let weight = losses::entropy(&nat)?.f_mul_scalar(self.lambda)?;
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
+            let ib = weight.f_mul(&losses::sq_dist(&nat, logits)?)?;
+            Ok(losses::ce(logits, y)?.f_add(&ib)?.f_sum(Kind::Float)?)
+        })?;
+        Ok((adv, None))
     }
 }

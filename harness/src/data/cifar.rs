@@ -182,25 +182,13 @@ fn read_record_file(path: &Path, format: &RecordFormat) -> Result<ImageSet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::test_support::assert_format;
 
     const CIFAR10_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/data/cifar10");
     const CIFAR100_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/data/cifar100");
 
     fn fixture(dir: &str, file: &str) -> Vec<u8> {
         std::fs::read(Path::new(dir).join(file)).unwrap()
-    }
-
-    /// Asserts an `Error::Format` whose path ends in `file` and whose message contains every
-    /// one of `parts`.
-    fn assert_format(err: Error, file: &str, parts: &[&str]) {
-        let msg = err.to_string();
-        match &err {
-            Error::Format { path, .. } => assert!(path.ends_with(file), "{msg}"),
-            other => panic!("expected Error::Format, got {other:?}"),
-        }
-        for p in parts {
-            assert!(msg.contains(p), "{msg:?} lacks {p:?}");
-        }
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
+    use crate::data::test_support::assert_format;
     use std::io::Write;
 
     use super::*;
@@ -214,19 +215,6 @@ mod tests {
 
     fn load_test(dir: &Path) -> Result<ImageSet> {
         IdxSource::new(Dataset::Mnist, dir.to_path_buf()).load(Split::Test)
-    }
-
-    /// Asserts an `Error::Format` whose path ends in `file` and whose message contains every
-    /// one of `parts`.
-    fn assert_format(err: Error, file: &str, parts: &[&str]) {
-        let msg = err.to_string();
-        match &err {
-            Error::Format { path, .. } => assert!(path.ends_with(file), "{msg}"),
-            other => panic!("expected Error::Format, got {other:?}"),
-        }
-        for p in parts {
-            assert!(msg.contains(p), "{msg:?} lacks {p:?}");
-        }
     }
 
     #[test]

@@ -286,3 +286,22 @@ pub trait DataSource {
     /// what was expected and what was found.
     fn load(&self, split: Split) -> Result<ImageSet>;
 }
+
+/// Helpers shared by the loaders' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::Error;
+
+    /// Asserts an `Error::Format` whose path ends in `file` and whose message contains every
+    /// one of `parts`.
+    pub(crate) fn assert_format(err: Error, file: &str, parts: &[&str]) {
+        let msg = err.to_string();
+        match &err {
+            Error::Format { path, .. } => assert!(path.ends_with(file), "{msg}"),
+            other => panic!("expected Error::Format, got {other:?}"),
+        }
+        for p in parts {
+            assert!(msg.contains(p), "{msg:?} lacks {p:?}");
+        }
+    }
+}

@@ -20,7 +20,7 @@ mod mart;
 mod natural;
 
 pub use adversarial::{At, Trades};
-pub use gandef::GanDef;
+pub use gandef::{FoolLoss, GanDef};
 pub use infoat::{Divergence, InfoAt, MiEstimator, Regularizer, Weight};
 pub use mart::Mart;
 pub use natural::Natural;
@@ -176,6 +176,9 @@ pub enum MethodConfig {
         /// Adam learning rate of the discriminator (SPEC: 1e-3).
         #[serde(default = "d_lr")]
         d_lr: f64,
+        /// How the classifier fools D (SPEC: `minimax`).
+        #[serde(default)]
+        fool_loss: FoolLoss,
         /// The inner maximisation.
         #[serde(default)]
         inner: InnerConfig,
@@ -271,7 +274,7 @@ impl MethodConfig {
                 finite_nonneg("beta", *beta)?;
                 inner.resolve(dataset, Start::Gaussian)
             }
-            MethodConfig::Gandef { gamma, d_lr, inner } => {
+            MethodConfig::Gandef { gamma, d_lr, inner, .. } => {
                 finite_nonneg("gamma", *gamma)?;
                 if !(*d_lr > 0.0 && d_lr.is_finite()) {
                     return Err(format!("method.d_lr must be positive, got {d_lr}"));
@@ -315,8 +318,8 @@ impl MethodConfig {
             MethodConfig::MartPlus { beta, inner } => {
                 Box::new(Mart { beta: *beta, entropy_weight: true, inner: inner.clone() })
             }
-            MethodConfig::Gandef { gamma, d_lr, inner } => {
-                Box::new(GanDef::new(*gamma, *d_lr, inner.clone(), num_classes, device)?)
+            MethodConfig::Gandef { gamma, d_lr, fool_loss, inner } => {
+                Box::new(GanDef::new(*gamma, *d_lr, *fool_loss, inner.clone(), num_classes, device)?)
             }
             MethodConfig::Infoat {
                 lambda,

@@ -129,7 +129,8 @@ fn every_method_gives_a_finite_loss_with_named_parts_and_gradients() {
         ("[method]\nkind = \"trades\"", vec!["ce", "robust_kl"]),
         ("[method]\nkind = \"mart\"", vec!["bce", "weighted_kl"]),
         ("[method]\nkind = \"mart_plus\"", vec!["bce", "weighted_kl"]),
-        ("[method]\nkind = \"gandef\"", vec!["ce_mean", "d_bce_adv", "d_loss"]),
+        ("[method]\nkind = \"gandef\"", vec!["ce_mean", "fool", "d_loss"]),
+        ("[method]\nkind = \"gandef\"\nfool_loss = \"non_saturating\"", vec!["ce_mean", "fool", "d_loss"]),
         ("[method]\nkind = \"infoat\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
         ("[method]\nkind = \"infoat\"\ndivergence = \"js\"\nweight = \"misclassification\"\nregularizer = \"pos_h_nat\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
         ("[method]\nkind = \"infoat\"\ndivergence = \"kl\"\nweight = \"none\"\nregularizer = \"none\"", vec!["ce_adv", "ib_weighted", "entropy_reg"]),
@@ -239,4 +240,35 @@ fn a_non_finite_loss_part_stops_training_naming_epoch_batch_and_part() {
         err.contains("exploding") && err.contains("epoch 1") && err.contains("batch 1") && err.contains("NaN"),
         "{err}"
     );
+}
+
+/// InfoAT with MINE (Table I): the statistics network trains on every batch, its estimate is
+/// logged as a loss part, and its state (network and Adam moments) survives a save/load.
+#[test]
+fn infoat_with_mine_trains_and_saves_its_statistics_network() {
+    let _g = rng_lock();
+    let set = tiny_set(8);
+    let model = cifar_resnet(41);
+    let text = "seed = 0\n[data]\ndataset = \"cifar10\"\n[model]\narch = \"resnet18\"\n[method]\nkind = \"infoat\"\n\
+                mi_estimator = { kind = \"mine\", layer = 2 }\n[method.inner]\nsteps = 2\n[train]\nepochs = 1\n";
+    let cfg = RunConfig::from_toml(text, "t").unwrap();
+    let mut m = cfg.method.build(10, Device::Cpu).unwrap();
+    let before: BTreeMap<String, Tensor> = m.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
+    assert!(before.keys().any(|k| k.starts_with("mine.")), "{:?}", before.keys());
+    let b = batch([8, 3, 32, 32], 42);
+    let out = m.loss(&model, &b, &ctx(&set)).unwrap();
+    assert!(f64::try_from(&out.total).unwrap().is_finite());
+    assert!(out.parts.iter().any(|(n, _)| *n == "mine_mi"));
+    let after: BTreeMap<String, Tensor> = m.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
+    assert_eq!(after["mine_opt.steps"].int64_value(&[]), 1);
+    assert!(after.iter().any(|(k, v)| k.starts_with("mine.") && !before[k].equal(v)), "T must train");
+
+    let mut fresh = cfg.method.build(10, Device::Cpu).unwrap();
+    fresh.load_state(after.iter().map(|(k, v)| (k.clone(), v.copy())).collect()).unwrap();
+    for (k, v) in fresh.state() {
+        assert!(after[&k].equal(&v), "{k} not restored");
+    }
+    // A state from another method is refused.
+    let mut plain = method_cfg("[method]\nkind = \"infoat\"").build(10, Device::Cpu).unwrap();
+    assert!(plain.load_state(after).is_err());
 }
