@@ -65,6 +65,22 @@ fn eval_reports_clean_accuracy_as_json() {
     assert_eq!(r["arch"], "smallcnn");
     assert_eq!(r["data"]["dataset"], "mnist");
 
+    // Attacks: the JSON shape, and worst case <= every attack <= clean.
+    let out = infoat(dir.path())
+        .args(["eval", "--checkpoint", ckpt, "--json", "--limit", "200", "--attacks", "fgsm,pgd20", "--eps", "0.3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = stdout_json(&out);
+    assert_eq!(r["n"], 200);
+    let clean = r["clean_acc"].as_f64().unwrap();
+    let fgsm = r["attacks"]["fgsm"]["robust_acc"].as_f64().unwrap();
+    let pgd = r["attacks"]["pgd20"]["robust_acc"].as_f64().unwrap();
+    let worst = r["worst_case_acc"].as_f64().unwrap();
+    assert!(r["attacks"]["pgd20"]["seconds"].as_f64().unwrap() > 0.0);
+    assert!(worst <= fgsm.min(pgd) && fgsm <= clean && pgd <= clean, "{r}");
+    assert!(pgd < clean, "PGD-20 at eps 0.3 must break a naturally trained model: {r}");
+
     // The human-readable form says the same.
     let text = infoat(dir.path()).args(["eval", "--checkpoint", ckpt, "--limit", "1000"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);

@@ -37,20 +37,20 @@ pub fn clean_accuracy(model: &Network, set: &ImageSet, batch_size: usize) -> Res
     Ok(Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } })
 }
 
-/// Robust accuracy of `model` on `set` under `attack`: an example counts as robust only when
+/// Per-example robustness of `model` on `set` under `attack`: an example is robust only when
 /// it is classified correctly both clean and at the attack's output (and, for attacks that
 /// check every iterate, at every iterate). libtorch's generator is re-seeded from
 /// `(seed, Eval, batch)` before each batch, so results do not depend on batch order.
-pub fn robust_accuracy(
+pub fn robust_flags(
     model: &Network,
     set: &ImageSet,
     attack: &dyn crate::attacks::Attack,
     batch_size: usize,
     seed: u64,
-) -> Result<Accuracy> {
+) -> Result<Vec<bool>> {
     let device = model.device();
     let indices: Vec<usize> = (0..set.len()).collect();
-    let mut correct = 0i64;
+    let mut flags = Vec::with_capacity(set.len());
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(set, idx, Augment::None, 0, device)?;
         crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
@@ -64,9 +64,25 @@ pub fn robust_accuracy(
             }
             Ok(ok)
         })?;
-        correct += ok.f_sum(Kind::Int64)?.int64_value(&[]);
+        flags.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
     }
-    let total = set.len();
-    let correct = correct as usize;
-    Ok(Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } })
+    Ok(flags)
+}
+
+/// The accuracy that per-example flags give.
+pub fn accuracy_of(flags: &[bool]) -> Accuracy {
+    let total = flags.len();
+    let correct = flags.iter().filter(|&&f| f).count();
+    Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } }
+}
+
+/// Robust accuracy of `model` on `set` under `attack` (see [`robust_flags`]).
+pub fn robust_accuracy(
+    model: &Network,
+    set: &ImageSet,
+    attack: &dyn crate::attacks::Attack,
+    batch_size: usize,
+    seed: u64,
+) -> Result<Accuracy> {
+    Ok(accuracy_of(&robust_flags(model, set, attack, batch_size, seed)?))
 }

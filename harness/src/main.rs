@@ -104,6 +104,9 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 r.seconds
             );
         }
+        if let Some(w) = report.worst_case_acc {
+            println!("worst case over the attacks {:.2}%", 100.0 * w);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

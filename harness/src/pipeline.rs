@@ -17,7 +17,7 @@ use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{default_data_dir, Dataset, ImageSet, Split};
 use crate::env::Fingerprint;
-use crate::eval::{clean_accuracy, robust_accuracy, Accuracy};
+use crate::eval::{accuracy_of, clean_accuracy, robust_flags, Accuracy};
 use crate::methods::default_eps;
 use crate::models::{Arch, Network};
 use crate::preset::PresetRun;
@@ -213,7 +213,9 @@ pub fn train_run(
 /// One attack's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttackReport {
-    /// Robust accuracy on the attacked images.
+    /// Robust accuracy as a fraction in [0, 1] (`robust.accuracy`).
+    pub robust_acc: f64,
+    /// Robust accuracy on the attacked images, with counts.
     pub robust: Accuracy,
     /// L∞ radius.
     pub eps: f64,
@@ -232,10 +234,17 @@ pub struct EvalReport {
     pub arch: Arch,
     /// The test data.
     pub data: DataIdentity,
-    /// Clean accuracy.
+    /// Number of test images evaluated clean.
+    pub n: usize,
+    /// Clean accuracy as a fraction in [0, 1] (`clean.accuracy`).
+    pub clean_acc: f64,
+    /// Clean accuracy, with counts.
     pub clean: Accuracy,
     /// Each attack's result, by attack id.
     pub attacks: BTreeMap<String, AttackReport>,
+    /// Per-example worst case over all attacks run (robust to every one of them), on the
+    /// attacked images; `None` when no attack ran.
+    pub worst_case_acc: Option<f64>,
     /// Wall-clock seconds of the evaluation.
     pub seconds: f64,
     /// Where it ran.
@@ -305,18 +314,30 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
         None => test.clone(),
     };
     let mut attacks = BTreeMap::new();
+    let mut worst: Option<Vec<bool>> = None;
     for id in &req.attacks {
         let t = Instant::now();
-        let robust = robust_accuracy(&model, &attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
-        attacks.insert(id.name().to_string(), AttackReport { robust, eps, seconds: t.elapsed().as_secs_f64() });
+        let flags = robust_flags(&model, &attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
+        let robust = accuracy_of(&flags);
+        worst = Some(match worst {
+            Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
+            None => flags,
+        });
+        attacks.insert(
+            id.name().to_string(),
+            AttackReport { robust_acc: robust.accuracy, robust, eps, seconds: t.elapsed().as_secs_f64() },
+        );
     }
     Ok(EvalReport {
         checkpoint: req.checkpoint.clone(),
         checkpoint_hash: loaded.hash,
         arch,
         data: identity(dataset, &dir, Split::Test, &test),
+        n: clean.total,
+        clean_acc: clean.accuracy,
         clean,
         attacks,
+        worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
         seconds: start.elapsed().as_secs_f64(),
         env: Fingerprint::current(req.device),
     })
