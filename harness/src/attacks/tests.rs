@@ -8,17 +8,11 @@ use super::*;
 use crate::checkpoint::digest;
 use crate::data::Dataset;
 use crate::eval::{clean_accuracy, robust_accuracy};
-use crate::models::layers::test_support::rng_lock;
-use crate::models::{Arch, Network};
+use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
+use crate::models::Network;
 
 fn net(seed: i64) -> Network {
-    tch::manual_seed(seed);
-    let net = Network::new(Arch::SmallCnn, Dataset::Mnist.image_shape(), 10, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        let w = &net.named_tensors()["classifier.fc3.weight"];
-        w.shallow_clone().copy_(&(w.randn_like() * 0.1));
-    });
-    net
+    smallcnn_random_head(seed)
 }
 
 const ALL: [AttackId; 8] = [

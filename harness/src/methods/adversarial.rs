@@ -3,7 +3,7 @@
 
 use tch::Kind;
 
-use super::{losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
+use super::{ce_adversarial, losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
 use crate::attacks::maximize;
 use crate::data::Batch;
 use crate::models::Network;
@@ -23,10 +23,7 @@ impl Method for At {
 
     fn loss(&mut self, model: &Network, batch: &Batch, ctx: &StepCtx<'_>) -> Result<LossParts> {
         let y = &batch.y;
-        let spec = self.inner.spec_at(ctx.epochs_done);
-        let x_adv = maximize(model, &batch.x, &spec, self.inner.attack_bn_mode, &mut |logits, _| {
-            Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
-        })?;
+        let x_adv = ce_adversarial(model, &batch.x, y, &self.inner, ctx.epochs_done)?;
         let logits = model.forward_t(&x_adv, true);
         let total = mean(&losses::ce(&logits, y)?)?;
         Ok(LossParts { parts: vec![part("ce_adv", &total)?], total, logits })

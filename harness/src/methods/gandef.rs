@@ -13,10 +13,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
-use super::{losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
-use crate::attacks::maximize;
+use super::{ce_adversarial, losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
 use crate::config::OptimizerConfig;
 use crate::data::{make_batch, Batch};
 use crate::models::Network;
@@ -85,10 +84,7 @@ impl GanDef {
     }
 
     fn adversarial(&self, model: &Network, x: &Tensor, y: &Tensor, epochs_done: f64) -> Result<Tensor> {
-        let spec = self.inner.spec_at(epochs_done);
-        maximize(model, x, &spec, self.inner.attack_bn_mode, &mut |logits, _| {
-            Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
-        })
+        ce_adversarial(model, x, y, &self.inner, epochs_done)
     }
 }
 

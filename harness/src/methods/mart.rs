@@ -1,10 +1,7 @@
 //! MART (Wang et al. 2020, "Improving adversarial robustness requires revisiting misclassified
 //! examples") and the paper's MART+ (SPEC §2).
 
-use tch::Kind;
-
-use super::{losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
-use crate::attacks::maximize;
+use super::{ce_adversarial, losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
 use crate::data::Batch;
 use crate::models::Network;
 use crate::Result;
@@ -33,10 +30,7 @@ impl Method for Mart {
 
     fn loss(&mut self, model: &Network, batch: &Batch, ctx: &StepCtx<'_>) -> Result<LossParts> {
         let y = &batch.y;
-        let spec = self.inner.spec_at(ctx.epochs_done);
-        let x_adv = maximize(model, &batch.x, &spec, self.inner.attack_bn_mode, &mut |logits, _| {
-            Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
-        })?;
+        let x_adv = ce_adversarial(model, &batch.x, y, &self.inner, ctx.epochs_done)?;
         let nat = model.forward_t(&batch.x, true);
         let adv = model.forward_t(&x_adv, true);
         let bce = mean(&losses::mart_bce(&adv, y)?)?;

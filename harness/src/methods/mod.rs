@@ -401,6 +401,21 @@ pub trait Method {
     }
 }
 
+/// The inner maximisation on the cross-entropy (AT, MART, MART+, GanDef) at training progress
+/// `epochs_done`.
+pub(crate) fn ce_adversarial(
+    model: &Network,
+    x: &Tensor,
+    y: &Tensor,
+    inner: &InnerConfig,
+    epochs_done: f64,
+) -> Result<Tensor> {
+    let spec = inner.spec_at(epochs_done);
+    crate::attacks::maximize(model, x, &spec, inner.attack_bn_mode, &mut |logits, _| {
+        Ok(losses::ce(logits, y)?.f_sum(tch::Kind::Float)?)
+    })
+}
+
 /// Batch mean of a per-example loss.
 pub(crate) fn mean(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_mean(tch::Kind::Float)?)

@@ -9,20 +9,12 @@ use super::*;
 use crate::attacks::{maximize, BnMode};
 use crate::config::RunConfig;
 use crate::data::{Augment, Batch, Dataset, ImageSet};
-use crate::models::layers::test_support::rng_lock;
+use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
 use crate::models::{Arch, Network};
 use crate::train::{train_method, Progress};
 
-/// A SmallCNN whose zero-initialised last layer is given random weights, so its outputs (and
-/// input gradients) are not constant.
 fn mnist_net(seed: i64) -> Network {
-    tch::manual_seed(seed);
-    let net = Network::new(Arch::SmallCnn, Dataset::Mnist.image_shape(), 10, Device::Cpu).unwrap();
-    tch::no_grad(|| {
-        let w = &net.named_tensors()["classifier.fc3.weight"];
-        w.shallow_clone().copy_(&(w.randn_like() * 0.1));
-    });
-    net
+    smallcnn_random_head(seed)
 }
 
 fn cifar_resnet(seed: i64) -> Network {

@@ -265,6 +265,18 @@ pub(crate) mod test_support {
     static TORCH_RNG: Mutex<()> = Mutex::new(());
 
     /// Takes the generator lock (ignoring poisoning by a failed test).
+    /// A SmallCNN for MNIST built after seeding libtorch with `seed`, its zero-initialised last
+    /// layer given random weights so its outputs (and input gradients) are not constant.
+    pub(crate) fn smallcnn_random_head(seed: i64) -> Network {
+        tch::manual_seed(seed);
+        let net = Network::new(Arch::SmallCnn, shape(Arch::SmallCnn), 10, Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            let w = &net.named_tensors()["classifier.fc3.weight"];
+            w.shallow_clone().copy_(&(w.randn_like() * 0.1));
+        });
+        net
+    }
+
     pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
         TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
     }
