@@ -309,15 +309,14 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
     };
     let clean = clean_accuracy(&model, &test, req.batch_size)?;
     let eps = req.eps.unwrap_or(default_eps(dataset));
-    let attacked = match req.attack_limit {
-        Some(n) => test.take(n),
-        None => test.clone(),
-    };
+    // Only a subset is copied; without a limit the attacks read the test set itself.
+    let subset = req.attack_limit.map(|n| test.take(n));
+    let attacked = subset.as_ref().unwrap_or(&test);
     let mut attacks = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
     for id in &req.attacks {
         let t = Instant::now();
-        let flags = robust_flags(&model, &attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
+        let flags = robust_flags(&model, attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
         let robust = accuracy_of(&flags);
         worst = Some(match worst {
             Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),

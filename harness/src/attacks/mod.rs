@@ -7,6 +7,7 @@
 
 mod pgd;
 
+pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
 
 use serde::{Deserialize, Serialize};

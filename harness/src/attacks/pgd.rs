@@ -119,10 +119,16 @@ pub(crate) fn ascend(
     Ok(x_adv)
 }
 
+/// The cross-entropy ascent objective: CE summed over the batch (per-example gradients keep
+/// their scale).
+pub(crate) fn ce_sum(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+    Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
+}
+
 /// FGSM (Goodfellow et al. 2015): one step of size eps on the cross-entropy, no random start.
 pub fn fgsm(model: &Network, x: &Tensor, y: &Tensor, eps: f64) -> Result<Tensor> {
     let spec = PgdSpec { eps, steps: 1, step_size: eps, start: Start::None };
-    maximize(model, x, &spec, BnMode::Eval, &mut |logits, _| Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?))
+    maximize(model, x, &spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))
 }
 
 /// The PGD evaluation attack on the cross-entropy: uniform start, final iterate (SPEC §3).
@@ -145,9 +151,7 @@ impl Attack for Pgd {
     }
 
     fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
-            Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
-        })?;
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))?;
         Ok((adv, None))
     }
 }
@@ -224,7 +228,7 @@ impl Attack for PgdPlus {
                 &self.spec,
                 BnMode::Eval,
                 None,
-                &mut |logits, _| Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?),
+                &mut |logits, _| ce_sum(logits, y),
                 Some(&mut observe),
             )?;
         }
@@ -273,7 +277,7 @@ impl Attack for Bpda {
             &self.spec,
             BnMode::Eval,
             Some(&straight_through),
-            &mut |logits, _| Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?),
+            &mut |logits, _| ce_sum(logits, y),
             Some(&mut observe),
         )?;
         let broken = match final_logits {
