@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::Kind;
 
 use crate::data::{make_batch, Augment, ImageSet};
-use crate::models::Network;
+use crate::models::Classifier;
 use crate::Result;
 
 /// Clean accuracy on a set.
@@ -20,14 +20,14 @@ pub struct Accuracy {
 }
 
 /// Clean accuracy of `model` on `set`, in batches of `batch_size`.
-pub fn clean_accuracy(model: &Network, set: &ImageSet, batch_size: usize) -> Result<Accuracy> {
+pub fn clean_accuracy(model: &dyn Classifier, set: &ImageSet, batch_size: usize) -> Result<Accuracy> {
     let device = model.device();
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut correct = 0i64;
     tch::no_grad(|| -> Result<()> {
         for idx in indices.chunks(batch_size.max(1)) {
             let batch = make_batch(set, idx, Augment::None, 0, device)?;
-            let pred = model.forward_t(&batch.x, false).f_argmax(-1, false)?;
+            let pred = model.logits(&batch.x, false)?.f_argmax(-1, false)?;
             correct += pred.f_eq_tensor(&batch.y)?.f_sum(Kind::Int64)?.int64_value(&[]);
         }
         Ok(())
@@ -42,7 +42,7 @@ pub fn clean_accuracy(model: &Network, set: &ImageSet, batch_size: usize) -> Res
 /// check every iterate, at every iterate). libtorch's generator is re-seeded from
 /// `(seed, Eval, batch)` before each batch, so results do not depend on batch order.
 pub fn robust_flags(
-    model: &Network,
+    model: &dyn Classifier,
     set: &ImageSet,
     attack: &dyn crate::attacks::Attack,
     batch_size: usize,
@@ -56,8 +56,8 @@ pub fn robust_flags(
         crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
         let (adv, broken) = attack.perturb(model, &batch.x, &batch.y)?;
         let ok = tch::no_grad(|| -> Result<tch::Tensor> {
-            let clean = model.forward_t(&batch.x, false).f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
-            let robust = model.forward_t(&adv, false).f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            let clean = model.logits(&batch.x, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            let robust = model.logits(&adv, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
             let mut ok = clean.f_logical_and(&robust)?;
             if let Some(broken) = broken {
                 ok = ok.f_logical_and(&broken.f_logical_not()?)?;
@@ -78,7 +78,7 @@ pub fn accuracy_of(flags: &[bool]) -> Accuracy {
 
 /// Robust accuracy of `model` on `set` under `attack` (see [`robust_flags`]).
 pub fn robust_accuracy(
-    model: &Network,
+    model: &dyn Classifier,
     set: &ImageSet,
     attack: &dyn crate::attacks::Attack,
     batch_size: usize,

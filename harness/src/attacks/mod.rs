@@ -5,7 +5,10 @@
 //! (only input gradients are computed), and returns points inside the L∞ ball of radius eps
 //! around the input and inside [0, 1].
 
+mod apgd;
+mod fab;
 mod pgd;
+mod square;
 
 pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
@@ -13,7 +16,7 @@ pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::models::Network;
+use crate::models::Classifier;
 use crate::Result;
 
 /// BatchNorm behaviour while crafting adversarial examples (SPEC §1, `attack_bn_mode`).
@@ -42,7 +45,7 @@ pub trait Attack {
     /// Adversarial inputs for `(x, y)`, within the threat model, and per-example flags that
     /// are true where the attack succeeded at *some* iterate it checked (for attacks that
     /// count any iterate) — attacks that judge only their final point return `None`.
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
 }
 
 /// The evaluation attacks a preset or `infoat eval` can name (SPEC §3).

@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 
 use super::{Attack, BnMode};
 use crate::methods::losses;
-use crate::models::Network;
+use crate::models::Classifier;
 use crate::Result;
 
 /// Where the ascent starts.
@@ -60,7 +60,7 @@ fn start_point(x: &Tensor, spec: &PgdSpec) -> Result<Tensor> {
 /// after each. The model runs with the parameters frozen, in eval mode unless `bn` says train.
 /// Random starts draw from libtorch's generator (seeded by the caller).
 pub fn maximize(
-    model: &Network,
+    model: &dyn Classifier,
     x: &Tensor,
     spec: &PgdSpec,
     bn: BnMode,
@@ -79,7 +79,7 @@ pub type IterateObserver<'a> = &'a mut dyn FnMut(&Tensor) -> Result<()>;
 /// optional observer called with the logits at every iterate, the start and the final point
 /// included.
 pub(crate) fn ascend(
-    model: &Network,
+    model: &dyn Classifier,
     x: &Tensor,
     spec: &PgdSpec,
     bn: BnMode,
@@ -87,7 +87,7 @@ pub(crate) fn ascend(
     objective: &mut dyn FnMut(&Tensor, &Tensor) -> Result<Tensor>,
     mut observe: Option<IterateObserver<'_>>,
 ) -> Result<Tensor> {
-    let _frozen = model.frozen();
+    let _frozen = model.freeze();
     let x = x.f_detach()?;
     let mut x_adv = start_point(&x, spec)?.f_detach()?;
     let seen = |t: &Tensor| -> Result<Tensor> {
@@ -98,7 +98,7 @@ pub(crate) fn ascend(
     };
     for _ in 0..spec.steps {
         let xa = x_adv.f_detach()?.f_requires_grad_(true)?;
-        let logits = model.forward_t(&seen(&xa)?, bn.train_flag());
+        let logits = model.logits(&seen(&xa)?, bn.train_flag())?;
         if let Some(obs) = observe.as_mut() {
             obs(&logits.f_detach()?)?;
         }
@@ -113,7 +113,7 @@ pub(crate) fn ascend(
         x_adv = project(&x_adv, &x, spec.eps)?;
     }
     if let Some(obs) = observe.as_mut() {
-        let logits = tch::no_grad(|| -> Result<Tensor> { Ok(model.forward_t(&seen(&x_adv)?, bn.train_flag())) })?;
+        let logits = tch::no_grad(|| -> Result<Tensor> { model.logits(&seen(&x_adv)?, bn.train_flag()) })?;
         obs(&logits)?;
     }
     Ok(x_adv)
@@ -126,7 +126,7 @@ pub(crate) fn ce_sum(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
 }
 
 /// FGSM (Goodfellow et al. 2015): one step of size eps on the cross-entropy, no random start.
-pub fn fgsm(model: &Network, x: &Tensor, y: &Tensor, eps: f64) -> Result<Tensor> {
+pub fn fgsm(model: &dyn Classifier, x: &Tensor, y: &Tensor, eps: f64) -> Result<Tensor> {
     let spec = PgdSpec { eps, steps: 1, step_size: eps, start: Start::None };
     maximize(model, x, &spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))
 }
@@ -150,7 +150,7 @@ impl Attack for Pgd {
         format!("pgd{}", self.spec.steps)
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))?;
         Ok((adv, None))
     }
@@ -168,7 +168,7 @@ impl Attack for Fgsm {
         "fgsm".into()
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         Ok((fgsm(model, x, y, self.eps)?, None))
     }
 }
@@ -188,7 +188,7 @@ impl Attack for Cw {
         format!("cw{}", self.spec.steps)
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let kappa = self.kappa;
         let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
             Ok(losses::cw_margin(logits, y, kappa)?.f_sum(Kind::Float)?)
@@ -213,7 +213,7 @@ impl Attack for PgdPlus {
         "pgd_plus".into()
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let mut broken = y.f_zeros_like()?.f_to_kind(Kind::Bool)?;
         let mut last = x.shallow_clone();
         for _ in 0..self.restarts {
@@ -260,7 +260,7 @@ impl Attack for Bpda {
         "bpda".into()
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let bits = self.bits;
         let straight_through = move |t: &Tensor| -> Result<Tensor> {
             // t + (T(t) − t) with the difference detached: forward T(t), gradient identity.
@@ -303,8 +303,8 @@ impl Attack for InfoPgd {
         format!("infopgd{}", self.spec.steps)
     }
 
-    fn perturb(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let nat = tch::no_grad(|| model.forward_t(x, false));
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let nat = tch::no_grad(|| model.logits(x, false))?;
         let weight = losses::entropy(&nat)?.f_mul_scalar(self.lambda)?;
         let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
             let ib = weight.f_mul(&losses::sq_dist(&nat, logits)?)?;

@@ -5,11 +5,13 @@
 //! SPEC's initialisation, drawing from libtorch's generator (seed it first with
 //! `tch::manual_seed`).
 
+mod classifier;
 pub(crate) mod layers;
 mod resnet;
 mod small_cnn;
 mod wide_resnet;
 
+pub use classifier::{Classifier, Frozen, ScriptModel};
 pub use layers::BatchNorm2d;
 
 use std::collections::BTreeMap;
@@ -183,24 +185,24 @@ impl Network {
     /// attack or inner maximisation makes libtorch compute input gradients only (SPEC §6: a
     /// third less work per step). Re-entrant: a nested guard leaves tracking to the outer one.
     pub fn frozen(&self) -> Frozen {
-        let params: Vec<Tensor> = self.vs.trainable_variables().into_iter().filter(|t| t.requires_grad()).collect();
-        for p in &params {
-            let _ = p.set_requires_grad(false);
-        }
-        Frozen { params }
+        Frozen::new(self.vs.trainable_variables())
     }
 }
 
-/// Restores gradient tracking of the parameters a [`Network::frozen`] call stopped.
-#[must_use = "parameters are unfrozen when the guard is dropped"]
-pub struct Frozen {
-    params: Vec<Tensor>,
-}
+impl Classifier for Network {
+    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.net.forward_t(x, train))
+    }
 
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for p in &self.params {
-            let _ = p.set_requires_grad(true);
-        }
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn freeze(&self) -> Frozen {
+        self.frozen()
     }
 }
