@@ -61,8 +61,9 @@ fn eval_reports_clean_accuracy_as_json() {
     let acc = r["clean"]["accuracy"].as_f64().unwrap();
     // 4,096 real MNIST images for two epochs: far above chance, not yet converged.
     assert!(acc > 0.8 && acc < 1.0, "accuracy {acc}");
-    assert_eq!(r["checkpoint_hash"], run["record"]["checkpoint_hash"]);
-    assert_eq!(r["arch"], "smallcnn");
+    assert_eq!(r["model"]["hash"], run["record"]["checkpoint_hash"]);
+    assert_eq!(r["model"]["source"], "checkpoint");
+    assert_eq!(r["model"]["arch"], "smallcnn");
     assert_eq!(r["data"]["dataset"], "mnist");
 
     // Attacks: the JSON shape, and worst case <= every attack <= clean.

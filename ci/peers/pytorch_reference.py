@@ -7,6 +7,10 @@ by hand so no other package is needed.
     pytorch_reference.py init-digest SEED       digest of the initial SmallCNN of a run seeded SEED
     pytorch_reference.py eval CHECKPOINT MNIST_DIR N
                                                 clean accuracy on the first N MNIST test images (JSON)
+    pytorch_reference.py torchscript CHECKPOINT OUT.pt [scale]
+                                                the checkpoint's SmallCNN as a TorchScript module
+                                                (logits multiplied by `scale`, default 1: a large
+                                                scale saturates the softmax and masks gradients)
 """
 import json
 import os
@@ -76,6 +80,18 @@ class SmallCNN(nn.Module):
         return self.classifier(self.feature_extractor(x).flatten(1))
 
 
+class Scaled(nn.Module):
+    """A model whose logits are multiplied by a constant: same predictions, saturated softmax."""
+
+    def __init__(self, inner, scale):
+        super().__init__()
+        self.inner = inner
+        self.scale = scale
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8}
 NAMES = {v: k for k, v in DTYPES.items()}
 
@@ -137,6 +153,13 @@ def main():
             pred = model(x).argmax(1)
         correct = int((pred == y).sum())
         print(json.dumps({"total": n, "correct": correct, "accuracy": correct / n}))
+    elif cmd == "torchscript":
+        path, out = sys.argv[2], sys.argv[3]
+        scale = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
+        model = SmallCNN()
+        model.load_state_dict(read_safetensors(path), strict=True)
+        model = Scaled(model, scale) if scale != 1.0 else model
+        torch.jit.script(model.eval()).save(out)
     else:
         sys.exit(__doc__)
 

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Train a model from a TOML run config and save its checkpoint.
     Train(TrainArgs),
-    /// Report a checkpoint's clean test accuracy.
+    /// Evaluate a model (a run, a checkpoint or a TorchScript module) under white-box attacks.
     Eval(EvalArgs),
     /// Run every config of a preset (train, then evaluate) and check its targets.
     Reproduce(ReproduceArgs),
@@ -80,14 +80,32 @@ pub struct TrainArgs {
 
 /// `infoat eval`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["run", "checkpoint", "torchscript"])))]
+#[command(after_help = "Examples:\n  \
+    infoat eval --run 3f2a91 --attacks fgsm,pgd20,aa --n 1000\n  \
+    infoat eval --checkpoint model.safetensors --arch smallcnn --dataset mnist --attacks pgd20\n  \
+    infoat eval --torchscript model.pt --dataset mnist --eps 0.3 --attacks pgd20,apgd_ce,aa --n 500 --json\n\n\
+    A PyTorch state_dict converts to safetensors in one line:\n  \
+    python -c \"import torch,safetensors.torch as s;s.save_file({k:v.contiguous() for k,v in torch.load('m.pt').items()},'m.safetensors')\"\n\
+    A TorchScript model maps float32 NCHW images in [0, 1] to logits:\n  \
+    torch.jit.script(model.eval()).save('model.pt')")]
 pub struct EvalArgs {
-    /// The checkpoint (.safetensors).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Architecture [default: the one recorded in the checkpoint].
-    #[arg(long, value_enum)]
+    /// A harness run, by config hash (a unique prefix of at least 4 hex digits).
+    #[arg(long, value_name = "HASH")]
+    pub run: Option<String>,
+    /// A safetensors checkpoint with PyTorch state_dict names.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// A TorchScript module mapping [0, 1] NCHW float32 images to logits (needs --dataset).
+    #[arg(long, value_name = "FILE")]
+    pub torchscript: Option<PathBuf>,
+    /// Architecture of --checkpoint [default: the one recorded in the checkpoint].
+    #[arg(long, value_enum, requires = "checkpoint")]
     pub arch: Option<Arch>,
-    /// Dataset [default: the one recorded in the checkpoint].
+    /// Folder of the runs --run looks in.
+    #[arg(long, env = "INFOAT_RUNS", default_value = "infoat-runs")]
+    pub runs_dir: PathBuf,
+    /// Dataset [default: the one recorded with the run or checkpoint].
     #[arg(long, value_enum)]
     pub dataset: Option<Dataset>,
     /// Folder with the dataset's original files [default: the cache folder ci/fetch-data fills].
@@ -102,15 +120,19 @@ pub struct EvalArgs {
     /// Evaluate only the first N test images.
     #[arg(long, visible_alias = "n")]
     pub limit: Option<usize>,
-    /// Attacks to run, comma-separated (e.g. `fgsm,pgd20`).
+    /// Attacks to run, comma-separated (e.g. `fgsm,pgd20,aa`).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub attacks: Vec<AttackId>,
     /// L∞ radius of the attacks [default: the dataset's: 0.3 MNIST, 0.1 Fashion-MNIST, 8/255 otherwise].
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Seed of the attacks' random starts.
+    /// Seed of the attacks' random draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Skip the model-probing sanity checks (repeated forward passes, zero gradients, PGD at
+    /// eps 0.5 on 100 examples); the checks that compare attacks always run.
+    #[arg(long)]
+    pub no_sanity: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -32,6 +32,7 @@ pub mod models;
 pub mod optim;
 pub mod pipeline;
 pub mod preset;
+pub mod sanity;
 pub mod seed;
 pub mod train;
 

@@ -10,7 +10,7 @@ use clap::Parser;
 use infoat_harness::cli::{Cli, Command, ConfigArgs, EvalArgs, ReproduceArgs, TrainArgs};
 use infoat_harness::config::RunConfig;
 use infoat_harness::data::Dataset;
-use infoat_harness::pipeline::{self, EvalRequest};
+use infoat_harness::pipeline::{self, EvalRequest, ModelSource};
 use infoat_harness::preset::Preset;
 use infoat_harness::train::Progress;
 use serde_json::json;
@@ -67,9 +67,9 @@ fn train(a: TrainArgs, progress: Progress) -> Result<ExitCode> {
 }
 
 fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let source = model_source(&a)?;
     let req = EvalRequest {
-        checkpoint: a.checkpoint,
-        arch: a.arch,
+        source,
         dataset: a.dataset,
         data_dir: a.data_dir,
         device: a.device.device()?,
@@ -79,24 +79,28 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         eps: a.eps,
         attack_limit: None,
         seed: a.seed,
+        sanity: !a.no_sanity,
     };
     let report = pipeline::evaluate(&req)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        let m = &report.model;
         println!(
-            "{} ({} on {}, checkpoint {})\nclean test accuracy {:.2}% ({}/{})",
-            report.checkpoint.display(),
-            report.arch,
+            "{} ({} {} on {}, {} {})\nclean test accuracy {:.2}% ({}/{})",
+            m.path.display(),
+            m.source,
+            m.arch.map_or("external".to_string(), |a| a.to_string()),
             report.data.dataset,
-            report.checkpoint_hash.short(16),
+            if m.source == "torchscript" { "file sha256" } else { "checkpoint" },
+            m.hash.short(16),
             100.0 * report.clean.accuracy,
             report.clean.correct,
             report.clean.total
         );
         for (id, r) in &report.attacks {
             println!(
-                "{id:<8} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s",
+                "{id:<9} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s",
                 100.0 * r.robust.accuracy,
                 r.robust.correct,
                 r.robust.total,
@@ -107,8 +111,20 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         if let Some(w) = report.worst_case_acc {
             println!("worst case over the attacks {:.2}%", 100.0 * w);
         }
+        for f in &report.sanity {
+            println!("FLAGGED [{}]: {}", f.check, f.message);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn model_source(a: &EvalArgs) -> Result<ModelSource> {
+    Ok(match (&a.run, &a.checkpoint, &a.torchscript) {
+        (Some(hash), None, None) => ModelSource::Run { runs_dir: a.runs_dir.clone(), hash: hash.clone() },
+        (None, Some(path), None) => ModelSource::Checkpoint { path: path.clone(), arch: a.arch },
+        (None, None, Some(path)) => ModelSource::TorchScript { path: path.clone() },
+        _ => anyhow::bail!("give exactly one of --run, --checkpoint, --torchscript"),
+    })
 }
 
 fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
@@ -171,6 +187,12 @@ fn print_preset_table(preset: &Preset, rows: &[pipeline::PresetOutcome]) {
                 .collect();
             format!("BELOW TARGET ({})", what.join(", "))
         };
+        let verdict = if r.sanity.is_empty() {
+            verdict
+        } else {
+            let checks: Vec<&str> = r.sanity.iter().map(|f| f.check.as_str()).collect();
+            format!("{verdict}, FLAGGED ({})", checks.join(", "))
+        };
         println!(
             "{:<24} {:<13} {:<13} {} {:>8.1}  {verdict}{}",
             r.run,
@@ -204,9 +226,13 @@ fn needs(args: Vec<String>) -> Result<ExitCode> {
         Command::Train(a) if a.data_dir.is_none() => {
             RunConfig::from_file(&a.config).map(|c| vec![c.data.dataset]).unwrap_or_default()
         }
-        Command::Eval(a) if a.data_dir.is_none() => match a.dataset {
-            Some(d) => vec![d],
-            None => pipeline::recorded_setup(&a.checkpoint).ok().and_then(|(_, d)| d).into_iter().collect(),
+        Command::Eval(a) if a.data_dir.is_none() => match (a.dataset, &a.checkpoint, &a.run) {
+            (Some(d), _, _) => vec![d],
+            (None, Some(path), _) => pipeline::recorded_setup(path).ok().and_then(|(_, d)| d).into_iter().collect(),
+            (None, None, Some(hash)) => {
+                pipeline::find_run(&a.runs_dir, hash).map(|r| vec![r.record.config.data.dataset]).unwrap_or_default()
+            }
+            _ => vec![],
         },
         Command::Reproduce(a) => match a.preset.as_deref().map(Preset::find) {
             Some(Ok(p)) => p.runs.iter().map(|r| r.config.data.dataset).collect(),

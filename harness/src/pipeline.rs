@@ -19,8 +19,9 @@ use crate::data::{default_data_dir, Dataset, ImageSet, Split};
 use crate::env::Fingerprint;
 use crate::eval::{accuracy_of, clean_accuracy, robust_flags, Accuracy};
 use crate::methods::default_eps;
-use crate::models::{Arch, Network};
+use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::preset::PresetRun;
+use crate::sanity::SanityFlag;
 use crate::seed::{derive, seed_torch, Stream};
 use crate::train::{train, EpochStates, EpochStats, Progress};
 use crate::{Error, Result};
@@ -92,7 +93,7 @@ pub fn load_split(dataset: Dataset, dir: Option<&Path>, split: Split) -> Result<
     Ok((set, dir))
 }
 
-fn identity(dataset: Dataset, dir: &Path, split: Split, set: &ImageSet) -> DataIdentity {
+fn identity_of(dataset: Dataset, dir: &Path, split: Split, set: &ImageSet) -> DataIdentity {
     DataIdentity { dataset, dir: dir.to_path_buf(), split, images: set.len(), fingerprint: set.fingerprint() }
 }
 
@@ -199,7 +200,7 @@ pub fn train_run(
         training_semver: TRAINING_SEMVER.to_string(),
         checkpoint: CHECKPOINT.to_string(),
         checkpoint_hash,
-        train_data: identity(ds, &data_dir, Split::Train, &train_set),
+        train_data: identity_of(ds, &data_dir, Split::Train, &train_set),
         val_images: val_set.as_ref().map_or(0, ImageSet::len),
         epochs,
         seconds: start.elapsed().as_secs_f64(),
@@ -223,15 +224,51 @@ pub struct AttackReport {
     pub seconds: f64,
 }
 
-/// The result of evaluating a checkpoint on test data.
+/// Where the model under evaluation comes from (issue 4, "Any model").
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A harness run in the runs folder, by config hash (a unique prefix is enough).
+    Run {
+        /// The runs folder.
+        runs_dir: PathBuf,
+        /// The config hash or a unique prefix of it.
+        hash: String,
+    },
+    /// A safetensors checkpoint with PyTorch `state_dict` names.
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its architecture; taken from the checkpoint's recorded config when `None`.
+        arch: Option<Arch>,
+    },
+    /// A TorchScript module mapping [0, 1] NCHW float32 images to logits.
+    TorchScript {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What was evaluated: enough to find it again and to know it is the same model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// `run`, `checkpoint` or `torchscript`.
+    pub source: String,
+    /// The model file.
+    pub path: PathBuf,
+    /// The checkpoint digest (sha256 over tensors sorted by name, recomputed on load) or, for
+    /// TorchScript, the sha256 of the file, whose code is part of the model.
+    pub hash: ContentHash,
+    /// The harness architecture; `None` for an external TorchScript model.
+    pub arch: Option<Arch>,
+    /// The run's config hash when the model is a harness run.
+    pub config_hash: Option<ContentHash>,
+}
+
+/// The result of evaluating a model on test data.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
-    /// The checkpoint file.
-    pub checkpoint: PathBuf,
-    /// Its canonical digest (recomputed on load).
-    pub checkpoint_hash: ContentHash,
-    /// The architecture it was loaded into.
-    pub arch: Arch,
+    /// The model evaluated.
+    pub model: ModelIdentity,
     /// The test data.
     pub data: DataIdentity,
     /// Number of test images evaluated clean.
@@ -245,6 +282,13 @@ pub struct EvalReport {
     /// Per-example worst case over all attacks run (robust to every one of them), on the
     /// attacked images; `None` when no attack ran.
     pub worst_case_acc: Option<f64>,
+    /// Per-example robustness under the worst case (`1` robust, `0` not), in test-set order,
+    /// as a string of digits; empty when no attack ran.
+    pub worst_case_flags: String,
+    /// True when a sanity check tripped: these numbers may overstate robustness.
+    pub flagged: bool,
+    /// The sanity checks that tripped ([`crate::sanity`]).
+    pub sanity: Vec<SanityFlag>,
     /// Wall-clock seconds of the evaluation.
     pub seconds: f64,
     /// Where it ran.
@@ -254,11 +298,10 @@ pub struct EvalReport {
 /// What to evaluate and on what.
 #[derive(Debug, Clone)]
 pub struct EvalRequest {
-    /// The checkpoint file.
-    pub checkpoint: PathBuf,
-    /// The architecture; taken from the checkpoint's recorded config when `None`.
-    pub arch: Option<Arch>,
-    /// The dataset; taken from the checkpoint's recorded config when `None`.
+    /// The model.
+    pub source: ModelSource,
+    /// The dataset; taken from the run or the checkpoint's recorded config when `None`
+    /// (required for TorchScript).
     pub dataset: Option<Dataset>,
     /// Data directory; the dataset's default cache folder when `None`.
     pub data_dir: Option<PathBuf>,
@@ -276,6 +319,8 @@ pub struct EvalRequest {
     pub attack_limit: Option<usize>,
     /// Seed of the attacks' random starts.
     pub seed: u64,
+    /// Run the model-probing sanity checks ([`crate::sanity::probe_model`]).
+    pub sanity: bool,
 }
 
 /// The arch and dataset a checkpoint's recorded config names, if it carries one.
@@ -288,55 +333,195 @@ pub fn recorded_setup(path: &Path) -> Result<(Option<Arch>, Option<Dataset>)> {
     Ok((arch, dataset))
 }
 
-/// Evaluates a checkpoint's clean accuracy on the test split.
+/// The complete run whose config hash starts with `prefix`.
+pub fn find_run(runs_dir: &Path, prefix: &str) -> Result<TrainOutcome> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!(
+            "run hash '{prefix}': expected at least 4 hex digits of a config hash (see `infoat train --json`)"
+        )));
+    }
+    let entries = std::fs::read_dir(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().join(RECORD).is_file())
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    let dir = match found.len() {
+        1 => found.remove(0),
+        0 => {
+            return Err(Error::Invalid(format!(
+                "no complete run with config hash {prefix}… in {}; pass --runs-dir or train it first",
+                runs_dir.display()
+            )))
+        }
+        n => {
+            return Err(Error::Invalid(format!(
+                "{n} runs in {} have config hashes starting with {prefix}; give more digits",
+                runs_dir.display()
+            )))
+        }
+    };
+    let text = std::fs::read_to_string(dir.join(RECORD)).map_err(|e| Error::io(dir.join(RECORD), e))?;
+    let record: RunRecord = serde_json::from_str(&text).map_err(|e| Error::Config {
+        origin: dir.join(RECORD).display().to_string(),
+        message: format!("not a run record ({e}); the run folder is damaged, train it again with --force"),
+    })?;
+    Ok(TrainOutcome { checkpoint_path: dir.join(&record.checkpoint), run_dir: dir, reused: true, record })
+}
+
+/// sha256 of a file's bytes.
+fn file_hash(path: &Path) -> Result<ContentHash> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut h = infoat_registry::Hasher::new("infoat.file.v1");
+    h.bytes(&bytes);
+    Ok(h.finish())
+}
+
+/// Loads the model a source names, for `dataset` (`None`: the recorded one).
+fn load_model(
+    source: &ModelSource,
+    dataset: Option<Dataset>,
+    device: tch::Device,
+) -> Result<(Box<dyn Classifier>, ModelIdentity, Dataset, Option<PathBuf>)> {
+    let checkpoint =
+        |path: &Path, arch: Option<Arch>, dataset: Option<Dataset>| -> Result<(Network, Arch, Dataset, ContentHash)> {
+            let (rec_arch, rec_ds) = recorded_setup(path)?;
+            let need = |what: &str| {
+                Error::Invalid(format!(
+                    "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
+                    path.display()
+                ))
+            };
+            let arch = arch.or(rec_arch).ok_or_else(|| need("arch"))?;
+            let dataset = dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
+            let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), device)?;
+            let loaded = checkpoint::load_into(&mut model, path)?;
+            Ok((model, arch, dataset, loaded.hash))
+        };
+    Ok(match source {
+        ModelSource::Run { runs_dir, hash } => {
+            let run = find_run(runs_dir, hash)?;
+            let cfg = &run.record.config;
+            let ds = dataset.unwrap_or(cfg.data.dataset);
+            let (model, arch, ds, h) = checkpoint(&run.checkpoint_path, Some(cfg.model.arch), Some(ds))?;
+            if h != run.record.checkpoint_hash {
+                return Err(Error::Checkpoint {
+                    path: run.checkpoint_path.clone(),
+                    message: format!(
+                        "digest {h} differs from the {} its run record promises; the file was changed or damaged, \
+                         train the run again with --force",
+                        run.record.checkpoint_hash
+                    ),
+                });
+            }
+            let identity = ModelIdentity {
+                source: "run".into(),
+                path: run.checkpoint_path.clone(),
+                hash: h,
+                arch: Some(arch),
+                config_hash: Some(run.record.config_hash),
+            };
+            (Box::new(model), identity, ds, Some(run.record.train_data.dir.clone()))
+        }
+        ModelSource::Checkpoint { path, arch } => {
+            let (model, arch, ds, h) = checkpoint(path, *arch, dataset)?;
+            let identity = ModelIdentity {
+                source: "checkpoint".into(),
+                path: path.clone(),
+                hash: h,
+                arch: Some(arch),
+                config_hash: None,
+            };
+            (Box::new(model), identity, ds, None)
+        }
+        ModelSource::TorchScript { path } => {
+            let ds = dataset.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: a TorchScript model records no dataset; pass --dataset (e.g. --dataset mnist)",
+                    path.display()
+                ))
+            })?;
+            let shape = ds.image_shape();
+            let model =
+                ScriptModel::load(path, device, [shape.channels as i64, shape.height as i64, shape.width as i64])?;
+            if model.num_classes() != ds.num_classes() {
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!(
+                        "the module outputs {} logits but {} has {} classes",
+                        model.num_classes(),
+                        ds.name(),
+                        ds.num_classes()
+                    ),
+                });
+            }
+            let identity = ModelIdentity {
+                source: "torchscript".into(),
+                path: path.clone(),
+                hash: file_hash(path)?,
+                arch: None,
+                config_hash: None,
+            };
+            (Box::new(model), identity, ds, None)
+        }
+    })
+}
+
+/// Evaluates a model: clean accuracy on the test split, then each attack on the first
+/// `attack_limit` test images, the per-example worst case and the sanity checks.
 pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
     let start = Instant::now();
-    let (rec_arch, rec_ds) = recorded_setup(&req.checkpoint)?;
-    let need = |what: &str| {
-        Error::Invalid(format!(
-            "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
-            req.checkpoint.display()
-        ))
-    };
-    let arch = req.arch.or(rec_arch).ok_or_else(|| need("arch"))?;
-    let dataset = req.dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
-    let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), req.device)?;
-    let loaded = checkpoint::load_into(&mut model, &req.checkpoint)?;
-    let (test, dir) = load_split(dataset, req.data_dir.as_deref(), Split::Test)?;
+    let (model, identity, dataset, run_data_dir) = load_model(&req.source, req.dataset, req.device)?;
+    let model = model.as_ref();
+    let data_dir = req.data_dir.clone().or(run_data_dir);
+    let (test, dir) = load_split(dataset, data_dir.as_deref(), Split::Test)?;
     let test = match req.limit {
         Some(n) => test.take(n),
         None => test,
     };
-    let clean = clean_accuracy(&model, &test, req.batch_size)?;
+    let clean = clean_accuracy(model, &test, req.batch_size)?;
     let eps = req.eps.unwrap_or(default_eps(dataset));
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::Invalid(format!("--eps {eps}: expected a finite radius ≥ 0 (e.g. 0.3 or 0.031372549)")));
+    }
     // Only a subset is copied; without a limit the attacks read the test set itself.
     let subset = req.attack_limit.map(|n| test.take(n));
     let attacked = subset.as_ref().unwrap_or(&test);
     let mut attacks = BTreeMap::new();
+    let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
     for id in &req.attacks {
         let t = Instant::now();
-        let flags = robust_flags(&model, attacked, id.build(eps).as_ref(), req.batch_size, req.seed)?;
+        let attack = id.build(eps);
+        let flags = robust_flags(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
         let robust = accuracy_of(&flags);
         worst = Some(match worst {
             Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
             None => flags,
         });
+        counts.insert(id.name().to_string(), (robust.correct, robust.total));
         attacks.insert(
             id.name().to_string(),
             AttackReport { robust_acc: robust.accuracy, robust, eps, seconds: t.elapsed().as_secs_f64() },
         );
     }
+    let mut sanity = crate::sanity::compare_attacks(&counts);
+    if req.sanity && !req.attacks.is_empty() {
+        sanity.extend(crate::sanity::probe_model(model, attacked, req.batch_size, req.seed)?);
+    }
     Ok(EvalReport {
-        checkpoint: req.checkpoint.clone(),
-        checkpoint_hash: loaded.hash,
-        arch,
-        data: identity(dataset, &dir, Split::Test, &test),
+        model: identity,
+        data: identity_of(dataset, &dir, Split::Test, &test),
         n: clean.total,
         clean_acc: clean.accuracy,
         clean,
         attacks,
         worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
+        worst_case_flags: worst.as_deref().unwrap_or(&[]).iter().map(|&f| if f { '1' } else { '0' }).collect(),
+        flagged: !sanity.is_empty(),
+        sanity,
         seconds: start.elapsed().as_secs_f64(),
         env: Fingerprint::current(req.device),
     })
@@ -371,14 +556,15 @@ pub struct PresetOutcome {
     pub expect: BTreeMap<String, f64>,
     /// Metrics below their targets.
     pub missed: Vec<String>,
+    /// The sanity checks the evaluation tripped ([`crate::sanity`]); non-empty means flagged.
+    pub sanity: Vec<SanityFlag>,
 }
 
 /// Trains (or reuses) and evaluates one preset run.
 pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Progress) -> Result<PresetOutcome> {
     let out = train_run(&run.config, None, runs_dir, force, progress)?;
     let report = evaluate(&EvalRequest {
-        checkpoint: out.checkpoint_path.clone(),
-        arch: Some(run.config.model.arch),
+        source: ModelSource::Checkpoint { path: out.checkpoint_path.clone(), arch: Some(run.config.model.arch) },
         dataset: Some(run.config.data.dataset),
         data_dir: Some(out.record.train_data.dir.clone()),
         device: run.config.device.device()?,
@@ -388,6 +574,7 @@ pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Pr
         eps: run.eval.eps,
         attack_limit: run.eval.limit,
         seed: run.config.seed,
+        sanity: true,
     })?;
     let mut accuracy = BTreeMap::from([("clean".to_string(), report.clean.accuracy)]);
     let mut images = BTreeMap::from([("clean".to_string(), report.clean.total)]);
@@ -415,5 +602,6 @@ pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Pr
         images,
         expect: run.expect.clone(),
         missed,
+        sanity: report.sanity,
     })
 }

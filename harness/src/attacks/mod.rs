@@ -6,10 +6,12 @@
 //! around the input and inside [0, 1].
 
 mod apgd;
+mod autoattack;
 mod fab;
 mod pgd;
 mod square;
 
+pub use autoattack::Cascade;
 pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
 
@@ -59,6 +61,7 @@ pub enum AttackId {
     /// PGD-100, step eps/4, uniform start.
     Pgd100,
     /// PGD+: 5 restarts × 40 steps of 0.01, any-iterate.
+    #[value(name = "pgd_plus")]
     PgdPlus,
     /// CW∞-20: PGD-20 on the margin loss, κ = 50.
     Cw20,

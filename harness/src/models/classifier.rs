@@ -70,9 +70,11 @@ impl ScriptModel {
     /// Loads `path` onto `device` and checks it on one example of `input_shape` (C, H, W): the
     /// output must be a `[1, K]` float tensor with K ≥ 2 classes.
     pub fn load(path: &Path, device: Device, input_shape: [i64; 3]) -> Result<ScriptModel> {
-        let bad = |expected: &str, found: String| Error::Checkpoint {
+        let bad = |expected: &str, found: String| {
+            Error::Checkpoint {
             path: path.to_path_buf(),
             message: format!("expected {expected}, found {found}; export the model with torch.jit.script(model).save(path) or torch.jit.trace(model, example).save(path)"),
+        }
         };
         if !path.is_file() {
             return Err(Error::Io {
@@ -90,7 +92,10 @@ impl ScriptModel {
         let probe = Tensor::f_zeros([1, input_shape[0], input_shape[1], input_shape[2]], (tch::Kind::Float, device))?;
         let out = tch::no_grad(|| module.forward_ts(&[probe])).map_err(|e| {
             bad(
-                &format!("a module whose forward takes one [N, {}, {}, {}] float tensor", input_shape[0], input_shape[1], input_shape[2]),
+                &format!(
+                    "a module whose forward takes one [N, {}, {}, {}] float tensor",
+                    input_shape[0], input_shape[1], input_shape[2]
+                ),
                 first_line(&e.to_string()),
             )
         })?;

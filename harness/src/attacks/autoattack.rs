@@ -1,0 +1,53 @@
+//! AutoAttack's cascade (Croce & Hein 2020, arXiv:2003.01690; SPEC §3 "AA"): each component
+//! attack runs only on the points every earlier one left robust, and a point is robust only if
+//! it survives them all — the per-example worst case, at the cost of attacking each point only
+//! until it breaks.
+
+use tch::{Kind, Tensor};
+
+use super::Attack;
+use crate::models::Classifier;
+use crate::Result;
+
+/// Attacks run in order on the still-robust points.
+pub struct Cascade {
+    /// The cascade's id in reports (`aa`).
+    pub id: String,
+    /// The components, in order.
+    pub components: Vec<Box<dyn Attack>>,
+}
+
+impl Attack for Cascade {
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let _frozen = model.freeze();
+        let wrong = |adv: &Tensor, y: &Tensor| -> Result<Tensor> {
+            tch::no_grad(|| -> Result<Tensor> { Ok(model.logits(adv, false)?.f_argmax(-1, false)?.f_ne_tensor(y)?) })
+        };
+        let mut adv = x.copy();
+        // Clean-misclassified points are broken before any attack runs.
+        let mut broken = wrong(x, y)?;
+        for component in &self.components {
+            let idx = broken.f_logical_not()?.f_nonzero()?.f_squeeze_dim(1)?;
+            if idx.size()[0] == 0 {
+                break;
+            }
+            let (xs, ys) = (x.f_index_select(0, &idx)?, y.f_index_select(0, &idx)?);
+            let (a, flags) = component.perturb(model, &xs, &ys)?;
+            let mut now = wrong(&a, &ys)?;
+            if let Some(f) = flags {
+                now = now.f_logical_or(&f)?;
+            }
+            let hit = idx.f_masked_select(&now)?;
+            if hit.size()[0] > 0 {
+                let a_hit = a.f_index_select(0, &now.f_nonzero()?.f_squeeze_dim(1)?)?;
+                adv = adv.f_index_copy(0, &hit, &a_hit)?;
+                broken = broken.f_index_fill(0, &hit, 1)?;
+            }
+        }
+        Ok((adv, Some(broken.f_to_kind(Kind::Bool)?)))
+    }
+}
