@@ -1,0 +1,315 @@
+//! The registry's record kinds (issue 5, "Records"): training runs, evaluations and the
+//! paper's published numbers. Records are JSON; the parts that belong to the harness (the
+//! resolved config, the attack suite, the data identity) are kept as JSON values so this
+//! crate stays free of libtorch and of the harness's types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{canonical_json, ContentHash, Hasher, Result};
+
+/// Where and with what a result was computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The harness crate version.
+    pub harness_version: String,
+    /// The git commit the binary was built from (`-dirty` when the tree had changes).
+    pub git_commit: String,
+    /// The libtorch version.
+    pub libtorch: String,
+    /// The device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// libtorch intra-op threads.
+    pub threads: i32,
+    /// cuDNN version when CUDA is in use.
+    pub cudnn: Option<String>,
+    /// Operating system and architecture.
+    pub os: String,
+    /// CPU model name, when readable.
+    pub cpu: Option<String>,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// Where a training run stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished: still going, or interrupted (resumable).
+    Running,
+    /// Finished; the final checkpoint blob is in the store.
+    Complete,
+    /// Stopped by an error.
+    Failed {
+        /// The error, as the user saw it.
+        error: String,
+    },
+}
+
+/// One epoch of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// The epoch's metrics (loss parts, accuracies, learning rate, seconds).
+    pub metrics: BTreeMap<String, f64>,
+    /// The digest of the model at the end of the epoch.
+    pub checkpoint_hash: Option<ContentHash>,
+}
+
+/// A training run: one attempt at one config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The config's content hash.
+    pub config_hash: ContentHash,
+    /// This attempt's id, unique per config (`--force` starts a new attempt).
+    pub attempt: String,
+    /// The resolved config (canonical view).
+    pub config: Value,
+    /// Semantic version of the training code.
+    pub training_semver: String,
+    /// Running, complete or failed.
+    pub status: RunStatus,
+    /// Per-epoch metrics and checkpoint digests.
+    pub epochs: Vec<EpochRecord>,
+    /// The final checkpoint's digest (its blob is in the store) once complete.
+    pub checkpoint_hash: Option<ContentHash>,
+    /// The training data's identity.
+    pub data: Value,
+    /// Unix time the attempt started.
+    pub started_unix: u64,
+    /// Unix time it finished, if it did.
+    pub finished_unix: Option<u64>,
+    /// Wall-clock seconds of training so far.
+    pub seconds: f64,
+    /// Where it ran.
+    pub env: Environment,
+}
+
+impl RunRecord {
+    /// The record's key: `<config hash>/<attempt>`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.config_hash, self.attempt)
+    }
+
+    /// True when complete with a final checkpoint.
+    pub fn is_complete(&self) -> bool {
+        self.status == RunStatus::Complete && self.checkpoint_hash.is_some()
+    }
+}
+
+/// What identifies an evaluation: same key ⇒ same numbers (up to the code's semantic version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalKey {
+    /// The model: a checkpoint digest, or a TorchScript file's sha256.
+    pub model_hash: ContentHash,
+    /// sha256 of the canonical attack-suite description (attack ids, eps, their settings).
+    pub suite_hash: ContentHash,
+    /// The evaluated data: dataset name, split and sha256 of the images and labels used.
+    pub data: String,
+    /// Number of examples evaluated clean and attacked (`clean/attacked`).
+    pub subset: String,
+    /// The attacks' seed.
+    pub seed: u64,
+}
+
+impl EvalKey {
+    /// sha256 of the key's canonical JSON.
+    pub fn hash(&self) -> Result<ContentHash> {
+        let mut h = Hasher::new("infoat-eval-key-v1");
+        h.str(&canonical_json(self)?);
+        Ok(h.finish())
+    }
+}
+
+/// One attack's result in an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackResult {
+    /// Robust accuracy, a fraction in [0, 1].
+    pub robust_acc: f64,
+    /// Examples still correct.
+    pub correct: usize,
+    /// Examples attacked.
+    pub total: usize,
+    /// L∞ radius.
+    pub eps: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Per-example results of an evaluation, packed with [`pack_flags`]; stored apart from the
+/// [`EvalRecord`] so that listing records for a report does not read them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvalFlags {
+    /// Clean correctness.
+    pub clean: String,
+    /// Robustness per attack id.
+    pub attacks: BTreeMap<String, String>,
+    /// Robustness under the whole suite.
+    pub worst_case: String,
+}
+
+/// A sanity check an evaluation tripped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SanityRecord {
+    /// The check.
+    pub check: String,
+    /// What was observed.
+    pub message: String,
+}
+
+/// An evaluation of one model under one attack suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// What identifies it.
+    pub key: EvalKey,
+    /// This attempt's id (`--force` keeps earlier attempts).
+    pub attempt: String,
+    /// Semantic version of the evaluation code.
+    pub eval_semver: String,
+    /// The model's source: `run` (with its config hash), `checkpoint` or `torchscript`, path, arch.
+    pub model: Value,
+    /// The run's config hash, when the model is a harness run.
+    pub config_hash: Option<ContentHash>,
+    /// The attack suite as run (ids, eps, batch size).
+    pub suite: Value,
+    /// The test data's identity.
+    pub data: Value,
+    /// Examples evaluated clean.
+    pub n: usize,
+    /// Clean accuracy.
+    pub clean_acc: f64,
+    /// Each attack's result, by attack id.
+    pub attacks: BTreeMap<String, AttackResult>,
+    /// Per-example worst case over the suite.
+    pub worst_case_acc: Option<f64>,
+    /// The sanity checks that tripped; non-empty means the record is flagged.
+    pub sanity: Vec<SanityRecord>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Unix time it finished.
+    pub finished_unix: u64,
+    /// Where it ran.
+    pub env: Environment,
+}
+
+impl EvalRecord {
+    /// The record's key: `<eval key hash>/<attempt>`.
+    pub fn key_string(&self) -> Result<String> {
+        Ok(format!("{}/{}", self.key.hash()?, self.attempt))
+    }
+}
+
+/// A number the paper publishes (fixtures/paper), with its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedRecord {
+    /// The paper (`infoat-tnnls`).
+    pub paper: String,
+    /// Table number or name (`II`, `III`, …).
+    pub table: String,
+    /// Row label as printed.
+    pub row: String,
+    /// Column label as printed.
+    pub column: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Architecture.
+    pub arch: String,
+    /// Method.
+    pub method: String,
+    /// Metric (an attack id or `clean`).
+    pub metric: String,
+    /// The published value, a fraction in [0, 1].
+    pub value: f64,
+}
+
+impl PublishedRecord {
+    /// The record's key: `<paper>/<table>/<row>/<column>`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}/{}", self.paper, self.table, self.row, self.column)
+    }
+}
+
+/// Packs per-example booleans as hex, four examples per digit, first example in the high bit
+/// of the first digit, prefixed by the count: `"<n>:<hex>"`.
+pub fn pack_flags(flags: &[bool]) -> String {
+    let mut out = format!("{}:", flags.len());
+    for chunk in flags.chunks(4) {
+        let mut v = 0u8;
+        for (i, &f) in chunk.iter().enumerate() {
+            if f {
+                v |= 8 >> i;
+            }
+        }
+        out.push(char::from_digit(u32::from(v), 16).unwrap_or('0'));
+    }
+    out
+}
+
+/// The inverse of [`pack_flags`]; `None` for a malformed string.
+pub fn unpack_flags(s: &str) -> Option<Vec<bool>> {
+    let (n, hex) = s.split_once(':')?;
+    let n: usize = n.parse().ok()?;
+    if hex.len() != n.div_ceil(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for c in hex.chars() {
+        let v = c.to_digit(16)?;
+        for i in 0..4 {
+            if out.len() < n {
+                out.push(v & (8 >> i) != 0);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// A fresh attempt id: unix nanoseconds and the process id, so attempts sort by start time.
+pub fn new_attempt() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{nanos:024}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_round_trip_compactly() {
+        for n in [0usize, 1, 3, 4, 5, 17, 1000] {
+            let flags: Vec<bool> = (0..n).map(|i| (i * 7 + i / 3) % 3 == 0).collect();
+            let s = pack_flags(&flags);
+            assert!(s.len() <= 6 + n.div_ceil(4), "{s}");
+            assert_eq!(unpack_flags(&s), Some(flags));
+        }
+        assert_eq!(pack_flags(&[true, false, false, true, true]), "5:98");
+        assert_eq!(unpack_flags("5:9"), None);
+        assert_eq!(unpack_flags("x:9"), None);
+        assert_eq!(unpack_flags("4:g"), None);
+    }
+
+    #[test]
+    fn eval_keys_hash_their_meaning() {
+        let k = EvalKey {
+            model_hash: "ab".repeat(32).parse().unwrap(),
+            suite_hash: "cd".repeat(32).parse().unwrap(),
+            data: "mnist/test/ef".into(),
+            subset: "10000/500".into(),
+            seed: 0,
+        };
+        let h = k.hash().unwrap();
+        assert_eq!(h, k.clone().hash().unwrap());
+        assert_ne!(h, EvalKey { seed: 1, ..k.clone() }.hash().unwrap());
+        assert_ne!(h, EvalKey { subset: "10000/501".into(), ..k }.hash().unwrap());
+    }
+
+    #[test]
+    fn attempts_sort_by_start_time() {
+        let a = new_attempt();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(new_attempt() > a);
+    }
+}
