@@ -215,8 +215,7 @@ impl Registry {
             .scan::<EvalRecord>(Kind::Eval, &format!("{key}/"))?
             .into_iter()
             .map(|(_, r)| r)
-            .filter(|r| r.eval_semver == semver)
-            .last())
+            .rfind(|r| r.eval_semver == semver))
     }
 
     /// The per-example flags of an evaluation.
