@@ -11,9 +11,12 @@ mod fab;
 mod pgd;
 mod square;
 
+pub use apgd::{Apgd, ApgdLoss};
 pub use autoattack::Cascade;
+pub use fab::{project_hyperplane_box, FabT};
 pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
+pub use square::{Square, SquareOutcome};
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -71,6 +74,19 @@ pub enum AttackId {
     Bpda,
     /// InfoPGD-20: PGD-20 on paper eq. 18, λ = 2.5.
     Infopgd20,
+    /// APGD-CE: 100 iterations on the cross-entropy (AutoAttack's first component).
+    #[value(name = "apgd_ce")]
+    ApgdCe,
+    /// APGD-T: targeted DLR, 9 targets × 100 iterations.
+    #[value(name = "apgd_t")]
+    ApgdT,
+    /// FAB-T: targeted minimal-distortion attack, 9 targets × 100 iterations.
+    #[value(name = "fab_t")]
+    FabT,
+    /// Square: score-based random search, 5,000 queries, p_init 0.8.
+    Square,
+    /// AutoAttack standard: apgd_ce → apgd_t → fab_t → square on still-robust points.
+    Aa,
 }
 
 impl AttackId {
@@ -88,6 +104,17 @@ impl AttackId {
             AttackId::Cw100 => Box::new(Cw { spec: Pgd::paper(eps, 100).spec, kappa: 50.0 }),
             AttackId::Bpda => Box::new(Bpda { spec: Pgd::paper(eps, 20).spec, bits: 5 }),
             AttackId::Infopgd20 => Box::new(InfoPgd { spec: Pgd::paper(eps, 20).spec, lambda: 2.5 }),
+            AttackId::ApgdCe => Box::new(Apgd::ce(eps)),
+            AttackId::ApgdT => Box::new(Apgd::targeted(eps)),
+            AttackId::FabT => Box::new(FabT::standard(eps)),
+            AttackId::Square => Box::new(Square::standard(eps)),
+            AttackId::Aa => Box::new(Cascade {
+                id: "aa".into(),
+                components: [AttackId::ApgdCe, AttackId::ApgdT, AttackId::FabT, AttackId::Square]
+                    .iter()
+                    .map(|c| c.build(eps))
+                    .collect(),
+            }),
         }
     }
 
@@ -102,6 +129,11 @@ impl AttackId {
             AttackId::Cw100 => "cw100",
             AttackId::Bpda => "bpda",
             AttackId::Infopgd20 => "infopgd20",
+            AttackId::ApgdCe => "apgd_ce",
+            AttackId::ApgdT => "apgd_t",
+            AttackId::FabT => "fab_t",
+            AttackId::Square => "square",
+            AttackId::Aa => "aa",
         }
     }
 }

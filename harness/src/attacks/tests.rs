@@ -9,13 +9,13 @@ use crate::checkpoint::digest;
 use crate::data::Dataset;
 use crate::eval::{clean_accuracy, robust_accuracy};
 use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
-use crate::models::Network;
+use crate::models::{Classifier, Network};
 
 fn net(seed: i64) -> Network {
     smallcnn_random_head(seed)
 }
 
-const ALL: [AttackId; 8] = [
+const ALL: [AttackId; 13] = [
     AttackId::Fgsm,
     AttackId::Pgd20,
     AttackId::Pgd100,
@@ -24,6 +24,11 @@ const ALL: [AttackId; 8] = [
     AttackId::Cw100,
     AttackId::Bpda,
     AttackId::Infopgd20,
+    AttackId::ApgdCe,
+    AttackId::ApgdT,
+    AttackId::FabT,
+    AttackId::Square,
+    AttackId::Aa,
 ];
 
 #[test]
@@ -97,4 +102,100 @@ fn robust_accuracy_never_exceeds_clean_accuracy() {
         let again = robust_accuracy(&model, &set, id.build(0.3).as_ref(), 7, 0).unwrap();
         assert_eq!(r, again, "{id:?}");
     }
+}
+
+/// Records the batch sizes it is given and breaks the first `breaks` examples of each batch
+/// (returns them with their labels' flags set).
+struct Probe {
+    seen: std::cell::RefCell<Vec<i64>>,
+    breaks: i64,
+}
+
+impl Attack for Probe {
+    fn id(&self) -> String {
+        "probe".into()
+    }
+
+    fn perturb(&self, _model: &dyn Classifier, x: &Tensor, _y: &Tensor) -> crate::Result<(Tensor, Option<Tensor>)> {
+        let n = x.size()[0];
+        self.seen.borrow_mut().push(n);
+        let flags = Tensor::arange(n, (Kind::Int64, Device::Cpu)).lt(self.breaks);
+        Ok((x.copy(), Some(flags)))
+    }
+}
+
+#[test]
+fn the_cascade_attacks_only_still_robust_points_and_keeps_every_break() {
+    let _g = rng_lock();
+    let model = net(9);
+    tch::manual_seed(9);
+    let x = Tensor::rand([10, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let pred = tch::no_grad(|| model.forward_t(&x, false).argmax(-1, false));
+    // Two labels wrong: those are broken before any attack runs.
+    let y = pred.copy();
+    let _ = y.get(0).fill_((pred.int64_value(&[0]) + 1) % 10);
+    let _ = y.get(5).fill_((pred.int64_value(&[5]) + 1) % 10);
+    let probes: Vec<std::rc::Rc<Probe>> =
+        (0..3).map(|_| std::rc::Rc::new(Probe { seen: Default::default(), breaks: 3 })).collect();
+    struct Shared(std::rc::Rc<Probe>);
+    impl Attack for Shared {
+        fn id(&self) -> String {
+            self.0.id()
+        }
+        fn perturb(&self, m: &dyn Classifier, x: &Tensor, y: &Tensor) -> crate::Result<(Tensor, Option<Tensor>)> {
+            self.0.perturb(m, x, y)
+        }
+    }
+    let cascade = Cascade {
+        id: "test".into(),
+        components: probes.iter().map(|p| Box::new(Shared(p.clone())) as Box<dyn Attack>).collect(),
+    };
+    let (adv, broken) = cascade.perturb(&model, &x, &y).unwrap();
+    let broken = Vec::<bool>::try_from(broken.unwrap()).unwrap();
+    // 8 clean-correct → the first probe sees 8 and breaks 3, the second sees 5 and breaks 3,
+    // the third sees 2 and breaks both.
+    let seen: Vec<Vec<i64>> = probes.iter().map(|p| p.seen.borrow().clone()).collect();
+    assert_eq!(seen, vec![vec![8], vec![5], vec![2]]);
+    assert!(broken.iter().all(|&b| b), "{broken:?}");
+    assert_eq!(adv.size(), x.size());
+}
+
+/// Logits × 1e4: the softmax saturates and cross-entropy gradients vanish for confidently
+/// classified points — the classic gradient-masking failure PGD cannot see through.
+struct Saturated(Network);
+
+impl Classifier for Saturated {
+    fn logits(&self, x: &Tensor, train: bool) -> crate::Result<Tensor> {
+        Ok(self.0.logits(x, train)?.f_mul_scalar(1e4)?)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn num_classes(&self) -> usize {
+        10
+    }
+    fn freeze(&self) -> crate::models::Frozen {
+        self.0.frozen()
+    }
+}
+
+#[test]
+fn autoattack_sees_through_saturated_gradients_that_stop_pgd() {
+    let _g = rng_lock();
+    let model = Saturated(net(13));
+    tch::manual_seed(13);
+    let x = Tensor::rand([12, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| model.logits(&x, false).unwrap().argmax(-1, false));
+    let broken = |id: AttackId| -> i64 {
+        tch::manual_seed(1);
+        let (adv, flags) = id.build(0.1).perturb(&model, &x, &y).unwrap();
+        let wrong = tch::no_grad(|| model.logits(&adv, false).unwrap().argmax(-1, false).ne_tensor(&y));
+        let wrong = match flags {
+            Some(f) => wrong.logical_or(&f),
+            None => wrong,
+        };
+        wrong.sum(Kind::Int64).int64_value(&[])
+    };
+    let (pgd, aa) = (broken(AttackId::Pgd20), broken(AttackId::Aa));
+    assert!(aa > pgd + 3, "AutoAttack broke {aa}, PGD-20 {pgd} of 12");
 }
