@@ -81,7 +81,7 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
     })?;
     let diff = a.f_sub(&b)?.f_abs()?.f_max()?.double_value(&[]);
     let scale = a.f_abs()?.f_max()?.double_value(&[]).max(1.0);
-    if !(diff <= 1e-5 * scale) {
+    if diff.is_nan() || diff > 1e-5 * scale {
         flags.push(SanityFlag {
             check: "randomized_outputs".into(),
             message: format!(
