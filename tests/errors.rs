@@ -19,7 +19,7 @@ fn unknown_config_key_is_named() {
         .assert()
         .code(2)
         .stderr(contains("c.toml").and(contains("epochz")).and(no_panic()));
-    assert!(!dir.path().join("runs").exists(), "a rejected config must not create a run");
+    assert!(!dir.path().join("registry").exists(), "a rejected config must not touch the registry");
 }
 
 #[test]
@@ -64,7 +64,9 @@ fn truncated_dataset_is_refused() {
         .assert()
         .code(2)
         .stderr(contains("train-images-idx3-ubyte").and(contains("47040016")).and(no_panic()));
-    assert!(!dir.path().join("runs").exists());
+    let ls = infoat(dir.path()).args(["registry", "ls", "--json"]).output().unwrap();
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(ls["runs"].as_array().unwrap().len(), 0, "a refused dataset must not record a run: {ls}");
 }
 
 #[test]

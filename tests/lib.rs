@@ -20,10 +20,10 @@ pub fn infoat_bin() -> PathBuf {
     bin
 }
 
-/// A command running the binary in `dir` with runs going to `dir/runs`.
+/// A command running the binary in `dir` with its registry at `dir/registry`.
 pub fn infoat(dir: &Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::new(infoat_bin());
-    c.current_dir(dir).env("INFOAT_RUNS", dir.join("runs")).env_remove("INFOAT_DATA");
+    c.current_dir(dir).env("INFOAT_REGISTRY", dir.join("registry")).env_remove("INFOAT_DATA");
     c
 }
 

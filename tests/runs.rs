@@ -20,8 +20,10 @@ fn same_config_same_checkpoint_hash_and_reruns_are_free() {
     assert_eq!(ra["reused"], false);
     assert_eq!(ra["record"]["config_hash"], rb["record"]["config_hash"]);
     assert_eq!(ra["record"]["checkpoint_hash"], rb["record"]["checkpoint_hash"], "CPU training must be deterministic");
-    assert_eq!(ra["record"]["epochs"][0]["loss"], rb["record"]["epochs"][0]["loss"]);
-    assert_eq!(ra["record"]["train_data"]["images"], 640);
+    assert_eq!(ra["record"]["epochs"][0]["metrics"]["loss"], rb["record"]["epochs"][0]["metrics"]["loss"]);
+    assert_eq!(ra["record"]["epochs"][0]["checkpoint_hash"], ra["record"]["checkpoint_hash"], "one epoch");
+    assert_eq!(ra["record"]["data"]["images"], 640);
+    assert_eq!(ra["record"]["status"]["state"], "complete");
 
     let rc = train_json(a.path(), &tiny_config(12, 640), &[]);
     assert_ne!(ra["record"]["checkpoint_hash"], rc["record"]["checkpoint_hash"], "the seed must matter");
@@ -39,14 +41,26 @@ fn same_config_same_checkpoint_hash_and_reruns_are_free() {
     let rec = &ra["record"];
     assert_eq!(rec["env"]["device"], "cpu");
     assert_eq!(rec["env"]["libtorch"], "2.11.0");
-    assert_eq!(rec["train_data"]["fingerprint"].as_str().unwrap().len(), 64);
+    assert_eq!(rec["data"]["fingerprint"].as_str().unwrap().len(), 64);
 
-    // An interrupted run (record missing) is not taken as complete.
-    let run_dir = std::path::PathBuf::from(ra["run_dir"].as_str().unwrap());
-    std::fs::remove_file(run_dir.join("run.json")).unwrap();
+    // Both attempts are in the registry; a checkpoint blob that rots is not reused: the run
+    // is trained again, and `registry verify` reports the damage.
+    let ls = stdout_json(&infoat(a.path()).args(["registry", "ls", "--json"]).output().unwrap());
+    let hash = ra["record"]["config_hash"].as_str().unwrap();
+    let attempts = ls["runs"].as_array().unwrap().iter().filter(|r| r["config_hash"] == hash).count();
+    assert_eq!(attempts, 2, "{ls}");
+    let blob = std::path::PathBuf::from(ra["checkpoint_path"].as_str().unwrap());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    let verify = infoat(a.path()).args(["registry", "verify"]).output().unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("corrupt"));
     let redo = train_json(a.path(), &cfg, &[]);
     assert_eq!(redo["reused"], false);
     assert_eq!(redo["record"]["checkpoint_hash"], ra["record"]["checkpoint_hash"]);
+    infoat(a.path()).args(["registry", "verify"]).assert().success();
 }
 
 #[test]
@@ -62,6 +76,7 @@ fn eval_reports_clean_accuracy_as_json() {
     // 4,096 real MNIST images for two epochs: far above chance, not yet converged.
     assert!(acc > 0.8 && acc < 1.0, "accuracy {acc}");
     assert_eq!(r["model"]["hash"], run["record"]["checkpoint_hash"]);
+    assert_eq!(r["reused"], false);
     assert_eq!(r["model"]["source"], "checkpoint");
     assert_eq!(r["model"]["arch"], "smallcnn");
     assert_eq!(r["data"]["dataset"], "mnist");
@@ -100,14 +115,14 @@ fn a_killed_run_resumes_to_the_same_checkpoint() {
     std::fs::write(b.path().join("c.toml"), &cfg).unwrap();
     let mut child = std::process::Command::new(infoat_tests::infoat_bin())
         .current_dir(b.path())
-        .env("INFOAT_RUNS", b.path().join("runs"))
+        .env("INFOAT_REGISTRY", b.path().join("registry"))
         .args(["--quiet", "train", "--config", "c.toml"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let run_dir = b.path().join("runs").join(whole["record"]["config_hash"].as_str().unwrap());
-    let first_state = run_dir.join("state").join("epoch-0001.safetensors");
+    let work = b.path().join("registry/work").join(whole["record"]["config_hash"].as_str().unwrap());
+    let first_state = work.join("state").join("epoch-0001.safetensors");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     while !first_state.exists() {
         assert!(std::time::Instant::now() < deadline, "no epoch state after 300 s");
@@ -116,7 +131,11 @@ fn a_killed_run_resumes_to_the_same_checkpoint() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!run_dir.join("run.json").exists(), "a killed run must not be recorded as complete");
+    // The registry opens (the lock died with the process) and holds the attempt as running.
+    let ls = stdout_json(&infoat(b.path()).args(["registry", "ls", "--json"]).output().unwrap());
+    let states: Vec<&str> =
+        ls["runs"].as_array().unwrap().iter().map(|r| r["status"]["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["running"], "a killed run must not be recorded as complete: {ls}");
 
     std::fs::write(b.path().join("c.toml"), &cfg).unwrap();
     let out = infoat(b.path()).args(["train", "--config", "c.toml", "--resume", "--json"]).output().unwrap();
@@ -126,6 +145,10 @@ fn a_killed_run_resumes_to_the_same_checkpoint() {
     let resumed = stdout_json(&out);
     assert_eq!(resumed["record"]["checkpoint_hash"], whole["record"]["checkpoint_hash"]);
     assert_eq!(resumed["record"]["epochs"].as_array().unwrap().len(), 3);
+    // The resumed attempt is the interrupted one, now complete: one record, not two.
+    let ls = stdout_json(&infoat(b.path()).args(["registry", "ls", "--json"]).output().unwrap());
+    assert_eq!(ls["runs"].as_array().unwrap().len(), 1, "{ls}");
+    assert!(!work.exists(), "the work folder is cleared once the run is complete");
 
     // Now complete, and a config never started: --resume refuses both.
     let again = infoat(b.path()).args(["train", "--config", "c.toml", "--resume"]).output().unwrap();

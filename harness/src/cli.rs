@@ -33,6 +33,8 @@ pub enum Command {
     Reproduce(ReproduceArgs),
     /// Print a config as resolved (every default written out) with its content hash.
     Config(ConfigArgs),
+    /// Inspect and maintain the result registry: list, show, verify, export, import, merge, gc.
+    Registry(RegistryCmd),
     /// Print the datasets an invocation reads from the default data cache (used by ./infoat to
     /// fetch them first).
     #[command(hide = true)]
@@ -43,13 +45,14 @@ pub enum Command {
     },
 }
 
-/// Where runs go.
+/// The result registry and reuse.
 #[derive(Debug, Clone, Args)]
-pub struct RunsArgs {
-    /// Folder holding one subfolder per config hash.
-    #[arg(long, env = "INFOAT_RUNS", default_value = "infoat-runs")]
-    pub runs_dir: PathBuf,
-    /// Train again even when a complete run of the same config exists.
+pub struct RegistryArgs {
+    /// The result registry (records, checkpoint blobs, interrupted runs' state).
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Do the work again even when the registry holds a complete result for it (both records
+    /// are kept; on CPU a different checkpoint is reported as a determinism failure).
     #[arg(long)]
     pub force: bool,
 }
@@ -66,9 +69,9 @@ pub struct TrainArgs {
     /// Override the config's device (part of the config hash).
     #[arg(long, value_enum)]
     pub device: Option<DeviceChoice>,
-    /// Run folders and reuse.
+    /// Registry and reuse.
     #[command(flatten)]
-    pub runs: RunsArgs,
+    pub registry: RegistryArgs,
     /// Require an interrupted run of this config to continue from (an error when there is
     /// none); without it an interrupted run is resumed anyway when one exists.
     #[arg(long, conflicts_with = "force")]
@@ -102,9 +105,9 @@ pub struct EvalArgs {
     /// Architecture of --checkpoint [default: the one recorded in the checkpoint].
     #[arg(long, value_enum, requires = "checkpoint")]
     pub arch: Option<Arch>,
-    /// Folder of the runs --run looks in.
-    #[arg(long, env = "INFOAT_RUNS", default_value = "infoat-runs")]
-    pub runs_dir: PathBuf,
+    /// Registry (where --run is looked up and the evaluation is recorded) and reuse.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Dataset [default: the one recorded with the run or checkpoint].
     #[arg(long, value_enum)]
     pub dataset: Option<Dataset>,
@@ -147,9 +150,9 @@ pub struct ReproduceArgs {
     /// List the presets and exit.
     #[arg(long)]
     pub list: bool,
-    /// Run folders and reuse.
+    /// Registry and reuse.
     #[command(flatten)]
-    pub runs: RunsArgs,
+    pub registry: RegistryArgs,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -160,4 +163,50 @@ pub struct ReproduceArgs {
 pub struct ConfigArgs {
     /// The run config (TOML).
     pub config: PathBuf,
+}
+
+/// `infoat registry`.
+#[derive(Debug, Args)]
+pub struct RegistryCmd {
+    /// The result registry.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY, global = true)]
+    pub registry: PathBuf,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RegistryAction,
+}
+
+/// The registry's maintenance actions.
+#[derive(Debug, Subcommand)]
+pub enum RegistryAction {
+    /// One line per run attempt and per evaluation.
+    Ls,
+    /// Every record of a config (runs) or of an evaluation key, by hash prefix.
+    Show {
+        /// A config hash or evaluation key, or a prefix of one (at least 4 hex digits).
+        hash: String,
+    },
+    /// Re-hash every checkpoint blob and re-read every record; report problems (nothing is
+    /// deleted). Exit 1 when there is any.
+    Verify,
+    /// Write a portable bundle (records.jsonl + blobs) to a new folder.
+    Export {
+        /// The bundle folder (must not exist or be empty).
+        dir: PathBuf,
+    },
+    /// Take in a bundle: blobs re-hashed, records checked, conflicts kept side by side.
+    Import {
+        /// The bundle folder.
+        dir: PathBuf,
+    },
+    /// Take in every record and blob of another registry (e.g. a sweep shard).
+    Merge {
+        /// The other registry's folder.
+        other: PathBuf,
+    },
+    /// Delete checkpoint blobs that no record references.
+    Gc,
 }

@@ -2,59 +2,35 @@
 //! it runs on, on which device and with how many threads. Anything that can change a number
 //! belongs here or in the config.
 
-use serde::{Deserialize, Serialize};
-
 /// The libtorch version tch 0.24 binds (the project installs exactly this build).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
 
-/// Where and with what a run was computed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    /// The harness crate version.
-    pub harness_version: String,
-    /// The git commit the binary was built from (`-dirty` when the tree had changes).
-    pub git_commit: String,
-    /// The libtorch version.
-    pub libtorch: String,
-    /// The device, e.g. `cpu` or `cuda:0 (NVIDIA H100 80GB HBM3)`.
-    pub device: String,
-    /// libtorch intra-op threads.
-    pub threads: i32,
-    /// cuDNN version when CUDA is in use.
-    pub cudnn: Option<String>,
-    /// Operating system and architecture.
-    pub os: String,
-    /// CPU model name, when readable.
-    pub cpu: Option<String>,
-    /// Host name.
-    pub hostname: String,
-}
+/// Where and with what a run was computed (the registry's record type).
+pub type Fingerprint = infoat_registry::Environment;
 
-impl Fingerprint {
-    /// The fingerprint of this process computing on `device`.
-    pub fn current(device: tch::Device) -> Fingerprint {
-        let (device_name, cudnn) = match device {
-            tch::Device::Cuda(i) => (format!("cuda:{i}"), Some(tch::utils::version_cudnn().to_string())),
-            _ => ("cpu".to_string(), None),
-        };
-        Fingerprint {
-            harness_version: env!("CARGO_PKG_VERSION").to_string(),
-            git_commit: env!("INFOAT_GIT_COMMIT").to_string(),
-            libtorch: LIBTORCH_VERSION.to_string(),
-            device: device_name,
-            threads: tch::get_num_threads(),
-            cudnn,
-            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-            cpu: std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|m| m.trim().to_string())
-            }),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "unknown".to_string()),
-        }
+/// The fingerprint of this process computing on `device`.
+pub fn fingerprint(device: tch::Device) -> Fingerprint {
+    let (device_name, cudnn) = match device {
+        tch::Device::Cuda(i) => (format!("cuda:{i}"), Some(tch::utils::version_cudnn().to_string())),
+        _ => ("cpu".to_string(), None),
+    };
+    Fingerprint {
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("INFOAT_GIT_COMMIT").to_string(),
+        libtorch: LIBTORCH_VERSION.to_string(),
+        device: device_name,
+        threads: tch::get_num_threads(),
+        cudnn,
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        cpu: std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        }),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown".to_string()),
     }
 }

@@ -2,7 +2,6 @@
 //! statistics, no dropout) and without gradients.
 
 use serde::{Deserialize, Serialize};
-use tch::Kind;
 
 use crate::data::{make_batch, Augment, ImageSet};
 use crate::models::Classifier;
@@ -19,22 +18,25 @@ pub struct Accuracy {
     pub accuracy: f64,
 }
 
-/// Clean accuracy of `model` on `set`, in batches of `batch_size`.
-pub fn clean_accuracy(model: &dyn Classifier, set: &ImageSet, batch_size: usize) -> Result<Accuracy> {
+/// Per-example clean correctness of `model` on `set`, in batches of `batch_size`.
+pub fn clean_flags(model: &dyn Classifier, set: &ImageSet, batch_size: usize) -> Result<Vec<bool>> {
     let device = model.device();
     let indices: Vec<usize> = (0..set.len()).collect();
-    let mut correct = 0i64;
+    let mut flags = Vec::with_capacity(set.len());
     tch::no_grad(|| -> Result<()> {
         for idx in indices.chunks(batch_size.max(1)) {
             let batch = make_batch(set, idx, Augment::None, 0, device)?;
-            let pred = model.logits(&batch.x, false)?.f_argmax(-1, false)?;
-            correct += pred.f_eq_tensor(&batch.y)?.f_sum(Kind::Int64)?.int64_value(&[]);
+            let ok = model.logits(&batch.x, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            flags.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
         }
         Ok(())
     })?;
-    let total = set.len();
-    let correct = correct as usize;
-    Ok(Accuracy { total, correct, accuracy: if total == 0 { 0.0 } else { correct as f64 / total as f64 } })
+    Ok(flags)
+}
+
+/// Clean accuracy of `model` on `set`, in batches of `batch_size`.
+pub fn clean_accuracy(model: &dyn Classifier, set: &ImageSet, batch_size: usize) -> Result<Accuracy> {
+    Ok(accuracy_of(&clean_flags(model, set, batch_size)?))
 }
 
 /// Per-example robustness of `model` on `set` under `attack`: an example is robust only when

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use infoat_harness::cli::{Cli, Command, ConfigArgs, EvalArgs, ReproduceArgs, TrainArgs};
+use infoat_harness::cli::{Cli, Command, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, ReproduceArgs, TrainArgs};
 use infoat_harness::config::RunConfig;
 use infoat_harness::data::Dataset;
 use infoat_harness::pipeline::{self, EvalRequest, ModelSource};
 use infoat_harness::preset::Preset;
 use infoat_harness::train::Progress;
+use infoat_registry::Registry;
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -33,6 +34,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval(a) => eval(a),
         Command::Reproduce(a) => reproduce(a, progress),
         Command::Config(a) => config(a),
+        Command::Registry(a) => registry_cmd(a),
         Command::Needs { args } => needs(args),
     }
 }
@@ -42,24 +44,26 @@ fn train(a: TrainArgs, progress: Progress) -> Result<ExitCode> {
     if let Some(d) = a.device {
         cfg.device = d;
     }
+    let registry = Registry::open(&a.registry.registry)?;
     if a.resume {
-        pipeline::check_resumable(&cfg, &a.runs.runs_dir)?;
+        pipeline::check_resumable(&cfg, &registry)?;
     }
-    let out = pipeline::train_run(&cfg, a.data_dir.as_deref(), &a.runs.runs_dir, a.runs.force, progress)?;
+    let out = pipeline::train_run(&cfg, a.data_dir.as_deref(), &registry, a.registry.force, progress)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let r = &out.record;
         let last = r.epochs.last().context("a complete run has at least one epoch")?;
+        let metric = |k: &str| last.metrics.get(k).copied().unwrap_or(f64::NAN);
         println!(
             "{} config {}\ncheckpoint {} ({})\n{} epochs, final train loss {:.4}, train accuracy {:.2}%, {:.1}s",
             if out.reused { "reused complete run of" } else { "trained" },
             r.config_hash,
             out.checkpoint_path.display(),
-            r.checkpoint_hash,
+            r.checkpoint_hash.map(|h| h.to_hex()).unwrap_or_default(),
             r.epochs.len(),
-            last.loss,
-            100.0 * last.train_accuracy,
+            metric("loss"),
+            100.0 * metric("train_accuracy"),
             r.seconds
         );
     }
@@ -80,8 +84,10 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         attack_limit: None,
         seed: a.seed,
         sanity: !a.no_sanity,
+        force: a.registry.force,
     };
-    let report = pipeline::evaluate(&req)?;
+    let registry = Registry::open(&a.registry.registry)?;
+    let report = pipeline::evaluate(&req, Some(&registry))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -120,7 +126,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
 
 fn model_source(a: &EvalArgs) -> Result<ModelSource> {
     Ok(match (&a.run, &a.checkpoint, &a.torchscript) {
-        (Some(hash), None, None) => ModelSource::Run { runs_dir: a.runs_dir.clone(), hash: hash.clone() },
+        (Some(hash), None, None) => ModelSource::Run { hash: hash.clone() },
         (None, Some(path), None) => ModelSource::Checkpoint { path: path.clone(), arch: a.arch },
         (None, None, Some(path)) => ModelSource::TorchScript { path: path.clone() },
         _ => anyhow::bail!("give exactly one of --run, --checkpoint, --torchscript"),
@@ -142,12 +148,13 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     }
     let name = a.preset.context("a preset name is required")?;
     let preset = Preset::find(&name)?;
+    let registry = Registry::open(&a.registry.registry)?;
     let mut rows = Vec::new();
     for run in &preset.runs {
         if progress == Progress::Bar {
             eprintln!("== {} / {} ==", preset.name, run.name);
         }
-        let out = pipeline::reproduce_run(run, &a.runs.runs_dir, a.runs.force, progress)
+        let out = pipeline::reproduce_run(run, &registry, a.registry.force, progress)
             .with_context(|| format!("run '{}' of preset '{}'", run.name, preset.name))?;
         rows.push(out);
     }
@@ -229,9 +236,12 @@ fn needs(args: Vec<String>) -> Result<ExitCode> {
         Command::Eval(a) if a.data_dir.is_none() => match (a.dataset, &a.checkpoint, &a.run) {
             (Some(d), _, _) => vec![d],
             (None, Some(path), _) => pipeline::recorded_setup(path).ok().and_then(|(_, d)| d).into_iter().collect(),
-            (None, None, Some(hash)) => {
-                pipeline::find_run(&a.runs_dir, hash).map(|r| vec![r.record.config.data.dataset]).unwrap_or_default()
-            }
+            (None, None, Some(hash)) => Registry::open(&a.registry.registry)
+                .ok()
+                .and_then(|reg| pipeline::find_run(&reg, hash).ok())
+                .and_then(|r| r.config().ok())
+                .map(|c| vec![c.data.dataset])
+                .unwrap_or_default(),
             _ => vec![],
         },
         Command::Reproduce(a) => match a.preset.as_deref().map(Preset::find) {
@@ -246,4 +256,130 @@ fn needs(args: Vec<String>) -> Result<ExitCode> {
         println!("{d}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
+    let reg = Registry::open(&a.registry)?;
+    let print = |v: serde_json::Value, text: String| -> Result<()> {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{text}");
+        }
+        Ok(())
+    };
+    match &a.action {
+        RegistryAction::Ls => {
+            let runs = reg.runs()?;
+            let evals = reg.evals()?;
+            let mut text =
+                format!("{} run attempts, {} evaluations in {}\n", runs.len(), evals.len(), a.registry.display());
+            for r in &runs {
+                let method = r.config.pointer("/method/kind").and_then(|m| m.as_str()).unwrap_or("?");
+                let ds = r.config.pointer("/data/dataset").and_then(|m| m.as_str()).unwrap_or("?");
+                let state = match &r.status {
+                    infoat_registry::RunStatus::Running => {
+                        format!("running/interrupted after {} epochs", r.epochs.len())
+                    }
+                    infoat_registry::RunStatus::Complete => "complete".to_string(),
+                    infoat_registry::RunStatus::Failed { error } => format!("failed: {error}"),
+                };
+                text.push_str(&format!(
+                    "run  {}  {:<10} {:<13} checkpoint {}  {}\n",
+                    r.config_hash.short(12),
+                    method,
+                    ds,
+                    r.checkpoint_hash.map_or("-".repeat(12), |h| h.short(12)),
+                    state
+                ));
+            }
+            for e in &evals {
+                let attacks: Vec<String> =
+                    e.attacks.iter().map(|(id, x)| format!("{id} {:.2}%", 100.0 * x.robust_acc)).collect();
+                text.push_str(&format!(
+                    "eval {}  model {}  clean {:.2}% on {}  {}{}\n",
+                    e.key.hash()?.short(12),
+                    e.key.model_hash.short(12),
+                    100.0 * e.clean_acc,
+                    e.n,
+                    attacks.join(", "),
+                    if e.sanity.is_empty() { "" } else { "  FLAGGED" }
+                ));
+            }
+            print(serde_json::json!({ "runs": runs, "evals": evals }), text)?;
+        }
+        RegistryAction::Show { hash } => {
+            let runs = reg.runs_with_prefix(hash)?;
+            let prefix = hash.trim().to_ascii_lowercase();
+            let mut evals = Vec::new();
+            for e in reg.evals()? {
+                if e.key.hash()?.to_hex().starts_with(&prefix) || e.key.model_hash.to_hex().starts_with(&prefix) {
+                    evals.push(e);
+                }
+            }
+            if runs.is_empty() && evals.is_empty() {
+                anyhow::bail!("nothing in {} has a hash starting with {prefix}", a.registry.display());
+            }
+            let v = serde_json::json!({ "runs": runs, "evals": evals });
+            let text = format!("{}\n", serde_json::to_string_pretty(&v)?);
+            print(v, text)?;
+        }
+        RegistryAction::Verify => {
+            let r = reg.verify()?;
+            let mut text =
+                format!("{} records read, {} blobs intact, {} problems\n", r.records, r.blobs_ok, r.problems.len());
+            for p in &r.problems {
+                text.push_str(&format!("PROBLEM: {p}\n"));
+            }
+            let bad = !r.problems.is_empty();
+            print(serde_json::to_value(&r)?, text)?;
+            return Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        }
+        RegistryAction::Export { dir } => {
+            let (records, blobs) = reg.export(dir)?;
+            print(
+                serde_json::json!({ "records": records, "blobs": blobs, "dir": dir }),
+                format!("exported {records} records and {blobs} blobs to {}\n", dir.display()),
+            )?;
+        }
+        RegistryAction::Import { dir } => {
+            let r = reg.import(dir)?;
+            print_import(&a, &r, dir)?;
+        }
+        RegistryAction::Merge { other } => {
+            let r = reg.merge(other)?;
+            print_import(&a, &r, other)?;
+        }
+        RegistryAction::Gc => {
+            let r = reg.gc()?;
+            print(
+                serde_json::to_value(&r)?,
+                format!("kept {} referenced blobs, removed {} unreferenced\n", r.kept, r.removed.len()),
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_import(a: &RegistryCmd, r: &infoat_registry::ImportReport, from: &std::path::Path) -> Result<()> {
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    println!(
+        "from {}: {} records added, {} already present, {} blobs added, {} conflicts, {} rejected",
+        from.display(),
+        r.added,
+        r.identical,
+        r.blobs_added,
+        r.conflicts.len(),
+        r.rejected.len()
+    );
+    for c in &r.conflicts {
+        println!("CONFLICT: {c}");
+    }
+    for x in &r.rejected {
+        println!("REJECTED: {x}");
+    }
+    Ok(())
 }

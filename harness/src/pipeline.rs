@@ -1,33 +1,43 @@
-//! The pipeline: config → data → model → training → checkpoint → evaluation, with a run
-//! folder per config hash that makes a second run of the same config cost nothing.
+//! The pipeline: config → data → model → training → checkpoint → evaluation, every result
+//! kept in the registry ([`infoat_registry::Registry`], issue 5) so that a second run of the
+//! same config or evaluation costs nothing.
 //!
-//! A run folder `<runs-dir>/<config-hash>/` holds `checkpoint.safetensors` and `run.json`, the
-//! record of the run, written last and atomically: a folder without a complete `run.json` is an
-//! interrupted run and is trained again.
+//! A training attempt is recorded as `running` when it starts and after every epoch; its
+//! resumable state lives in `<registry>/work/<config hash>/state/`. Only once the final
+//! checkpoint is a verified blob in the store does the record say `complete`. An evaluation is
+//! keyed by (model hash, attack-suite hash, data identity and subset, seed).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use infoat_registry::ContentHash;
+use infoat_registry::records::{new_attempt, pack_flags, unpack_flags};
+use infoat_registry::{
+    AttackResult, ContentHash, EpochRecord, EvalFlags, EvalKey, EvalRecord, Registry, RunRecord, RunStatus,
+    SanityRecord,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::attacks::AttackId;
 use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{default_data_dir, Dataset, ImageSet, Split};
-use crate::env::Fingerprint;
-use crate::eval::{accuracy_of, clean_accuracy, robust_flags, Accuracy};
+use crate::env::{fingerprint, Fingerprint};
+use crate::eval::{accuracy_of, clean_flags, robust_flags, Accuracy};
 use crate::methods::default_eps;
 use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::preset::PresetRun;
 use crate::sanity::SanityFlag;
 use crate::seed::{derive, seed_torch, Stream};
-use crate::train::{train, EpochStates, EpochStats, Progress};
+use crate::train::{latest_state_epoch, train, EpochStates, EpochStats, Progress};
 use crate::{Error, Result};
 
 /// Version of the training code's semantics: bump when a change alters what a config trains.
 pub const TRAINING_SEMVER: &str = "1.0.0";
+/// Version of the evaluation code's semantics: bump when a change alters an attack's numbers.
+pub const EVAL_SEMVER: &str = "1.0.0";
+/// The registry folder when neither `--registry` nor `INFOAT_REGISTRY` names one.
+pub const DEFAULT_REGISTRY: &str = "infoat-registry";
 
 /// The data a run or an evaluation used: which dataset, where from, and what it was.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,46 +54,42 @@ pub struct DataIdentity {
     pub fingerprint: ContentHash,
 }
 
-/// The record of a completed training run (`run.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// Always `"complete"`: a record is only written once the checkpoint is on disk.
-    pub status: String,
-    /// The config's content hash.
-    pub config_hash: ContentHash,
-    /// The resolved config.
-    pub config: RunConfig,
-    /// The training code's semantic version.
-    pub training_semver: String,
-    /// The checkpoint's file name inside the run folder.
-    pub checkpoint: String,
-    /// The checkpoint's canonical digest.
-    pub checkpoint_hash: ContentHash,
-    /// The training images used.
-    pub train_data: DataIdentity,
-    /// Size of the validation hold-out.
-    pub val_images: usize,
-    /// Per-epoch statistics.
-    pub epochs: Vec<EpochStats>,
-    /// Wall-clock seconds of data loading plus training.
-    pub seconds: f64,
-    /// Unix time the run finished.
-    pub finished_unix: u64,
-    /// Where it ran.
-    pub env: Fingerprint,
-}
-
 /// A finished (or reused) training run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
-    /// The run folder.
-    pub run_dir: PathBuf,
-    /// The checkpoint path.
+    /// The final checkpoint: a content-addressed blob in the registry.
     pub checkpoint_path: PathBuf,
     /// True when an identical complete run was found and nothing was trained.
     pub reused: bool,
-    /// The run's record.
+    /// The run's registry record.
     pub record: RunRecord,
+}
+
+impl TrainOutcome {
+    /// The config the run trained, parsed back from its record.
+    pub fn config(&self) -> Result<RunConfig> {
+        run_config(&self.record)
+    }
+
+    /// The training data's folder.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        serde_json::from_value::<DataIdentity>(self.record.data.clone()).ok().map(|d| d.dir)
+    }
+}
+
+fn run_config(record: &RunRecord) -> Result<RunConfig> {
+    let mut v = record.config.clone();
+    if let Some(data) = v.get_mut("data").and_then(|d| d.as_object_mut()) {
+        for key in ["train_limit", "test_limit"] {
+            if data.get(key).is_some_and(|x| x == "all") {
+                data.insert(key.to_string(), serde_json::Value::Null);
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| Error::Config {
+        origin: format!("registry record {}", record.key()),
+        message: format!("the recorded config does not parse with this build ({e})"),
+    })
 }
 
 /// Loads a split, resolving the default data directory; returns the set and the directory.
@@ -97,13 +103,11 @@ fn identity_of(dataset: Dataset, dir: &Path, split: Split, set: &ImageSet) -> Da
     DataIdentity { dataset, dir: dir.to_path_buf(), split, images: set.len(), fingerprint: set.fingerprint() }
 }
 
-/// The run folder of a config.
-pub fn run_dir(runs_dir: &Path, hash: &ContentHash) -> PathBuf {
-    runs_dir.join(hash.to_hex())
+/// Where an attempt at `hash` keeps its resumable state.
+pub fn work_dir(registry: &Registry, hash: &ContentHash) -> PathBuf {
+    registry.root().join("work").join(hash.to_hex())
 }
 
-const RECORD: &str = "run.json";
-const CHECKPOINT: &str = "checkpoint.safetensors";
 const STATE: &str = "state";
 
 /// Builds the network a config describes, initialised from the run's seed.
@@ -113,56 +117,70 @@ pub fn build_network(cfg: &RunConfig, device: tch::Device) -> Result<Network> {
     Network::new(cfg.model.arch, ds.image_shape(), ds.num_classes(), device)
 }
 
-/// A complete earlier run of the same config whose checkpoint still verifies, if any.
-fn reusable(dir: &Path, hash: &ContentHash, cfg: &RunConfig) -> Option<TrainOutcome> {
-    let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
-    let record: RunRecord = serde_json::from_str(&text).ok()?;
-    if record.status != "complete" || &record.config_hash != hash || record.training_semver != TRAINING_SEMVER {
-        return None;
-    }
-    let checkpoint_path = dir.join(&record.checkpoint);
-    let mut model = build_network(cfg, tch::Device::Cpu).ok()?;
-    let loaded = checkpoint::load_into(&mut model, &checkpoint_path).ok()?;
-    (loaded.hash == record.checkpoint_hash).then(|| TrainOutcome {
-        run_dir: dir.to_path_buf(),
-        checkpoint_path,
-        reused: true,
-        record,
-    })
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Checks that an interrupted run of `cfg` waits in `runs_dir` to be resumed (`train --resume`).
-pub fn check_resumable(cfg: &RunConfig, runs_dir: &Path) -> Result<()> {
-    let dir = run_dir(runs_dir, &cfg.hash()?);
-    match crate::train::latest_state_epoch(&dir.join(STATE)) {
-        Some(_) if dir.join(RECORD).exists() => Err(Error::Invalid(format!(
-            "{} is a complete run; there is nothing to resume (use --force to train again)",
-            dir.display()
-        ))),
+fn epoch_record(s: &EpochStats) -> EpochRecord {
+    let mut metrics = BTreeMap::from([
+        ("lr".to_string(), s.lr),
+        ("loss".to_string(), s.loss),
+        ("train_accuracy".to_string(), s.train_accuracy),
+        ("seconds".to_string(), s.seconds),
+        ("images_per_second".to_string(), s.images_per_second),
+    ]);
+    if let Some(v) = s.val_accuracy {
+        metrics.insert("val_accuracy".into(), v);
+    }
+    for (k, v) in &s.parts {
+        metrics.insert(format!("part.{k}"), *v);
+    }
+    EpochRecord { epoch: s.epoch, metrics, checkpoint_hash: s.checkpoint_hash }
+}
+
+/// Checks that an interrupted attempt at `cfg` waits in the registry to be resumed
+/// (`train --resume`).
+pub fn check_resumable(cfg: &RunConfig, registry: &Registry) -> Result<()> {
+    let hash = cfg.hash()?;
+    if registry.complete_run(&hash, TRAINING_SEMVER)?.is_some() {
+        return Err(Error::Invalid(format!(
+            "config {} has a complete run; there is nothing to resume (use --force to train again)",
+            hash.short(12)
+        )));
+    }
+    match latest_state_epoch(&work_dir(registry, &hash).join(STATE)) {
         Some(_) => Ok(()),
         None => Err(Error::Invalid(format!(
-            "no interrupted run of this config in {}: nothing to resume (drop --resume to start it)",
-            dir.display()
+            "no interrupted run of config {} in {}: nothing to resume (drop --resume to start it)",
+            hash.short(12),
+            registry.root().display()
         ))),
     }
 }
 
-/// Trains `cfg` into `<runs_dir>/<config hash>/`, or returns the complete run already there
-/// (unless `force`).
+/// Trains `cfg`, or returns its complete run from the registry (unless `force`). An
+/// interrupted attempt is resumed from its last epoch state. With `force` on CPU, a new
+/// checkpoint that differs from the earlier complete one is a determinism failure (both
+/// records are kept).
 pub fn train_run(
     cfg: &RunConfig,
     data_dir: Option<&Path>,
-    runs_dir: &Path,
+    registry: &Registry,
     force: bool,
     progress: Progress,
 ) -> Result<TrainOutcome> {
     let hash = cfg.hash()?;
-    let dir = run_dir(runs_dir, &hash);
+    let previous = registry.complete_run(&hash, TRAINING_SEMVER)?;
     if !force {
-        if let Some(done) = reusable(&dir, &hash, cfg) {
-            return Ok(done);
+        if let Some((record, h)) = previous.clone().and_then(|r| r.checkpoint_hash.map(|h| (r, h))) {
+            return Ok(TrainOutcome { checkpoint_path: registry.blobs().path(&h), reused: true, record });
         }
     }
+    let interrupted = registry
+        .runs_of(&hash)?
+        .into_iter()
+        .rev()
+        .find(|r| r.status == RunStatus::Running && r.training_semver == TRAINING_SEMVER);
     let device = cfg.device.device()?;
     let start = Instant::now();
     let ds = cfg.data.dataset;
@@ -178,37 +196,83 @@ pub fn train_run(
         (full, None)
     };
     let mut model = build_network(cfg, device)?;
-    let state_dir = dir.join(STATE);
+    let work = work_dir(registry, &hash);
+    let state_dir = work.join(STATE);
     if force {
         // Start over: earlier epoch states of this config must not be resumed.
         let _ = std::fs::remove_dir_all(&state_dir);
     }
-    let states = EpochStates { dir: state_dir, config_hash: hash.to_hex(), resume: !force };
-    let epochs = train(cfg, &mut model, &train_set, val_set.as_ref(), progress, Some(&states))?;
+    let (attempt, started_unix) = match (&interrupted, force) {
+        (Some(r), false) => (r.attempt.clone(), r.started_unix),
+        _ => (new_attempt(), now_unix()),
+    };
+    let mut record = RunRecord {
+        config_hash: hash,
+        attempt,
+        config: cfg.canonical_view(),
+        training_semver: TRAINING_SEMVER.to_string(),
+        status: RunStatus::Running,
+        epochs: Vec::new(),
+        checkpoint_hash: None,
+        data: serde_json::to_value(identity_of(ds, &data_dir, Split::Train, &train_set))?,
+        started_unix,
+        finished_unix: None,
+        seconds: 0.0,
+        env: fingerprint(device),
+    };
+    registry.put_run(&record)?;
+    let on_epoch = |history: &[EpochStats]| -> Result<()> {
+        let mut r = record.clone();
+        r.epochs = history.iter().map(epoch_record).collect();
+        r.seconds = start.elapsed().as_secs_f64();
+        Ok(registry.put_run(&r)?)
+    };
+    let states = EpochStates { dir: state_dir, config_hash: hash.to_hex(), resume: !force, on_epoch: Some(&on_epoch) };
+    let epochs = match train(cfg, &mut model, &train_set, val_set.as_ref(), progress, Some(&states)) {
+        Ok(e) => e,
+        Err(e) => {
+            record.status = RunStatus::Failed { error: e.to_string() };
+            record.seconds = start.elapsed().as_secs_f64();
+            let _ = registry.put_run(&record);
+            return Err(e);
+        }
+    };
 
     let config_json = infoat_registry::canonical_json(&cfg.canonical_view())?;
     let meta = BTreeMap::from([
         (checkpoint::META_CONFIG.to_string(), config_json),
         ("infoat.config_sha256".to_string(), hash.to_hex()),
     ]);
-    let checkpoint_path = dir.join(CHECKPOINT);
-    let checkpoint_hash = checkpoint::save(&model, &checkpoint_path, &meta)?;
-    let record = RunRecord {
-        status: "complete".to_string(),
-        config_hash: hash,
-        config: cfg.clone(),
-        training_semver: TRAINING_SEMVER.to_string(),
-        checkpoint: CHECKPOINT.to_string(),
-        checkpoint_hash,
-        train_data: identity_of(ds, &data_dir, Split::Train, &train_set),
-        val_images: val_set.as_ref().map_or(0, ImageSet::len),
-        epochs,
-        seconds: start.elapsed().as_secs_f64(),
-        finished_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        env: Fingerprint::current(device),
-    };
-    checkpoint::write_atomic(&dir.join(RECORD), serde_json::to_string_pretty(&record)?.as_bytes())?;
-    Ok(TrainOutcome { run_dir: dir, checkpoint_path, reused: false, record })
+    let staged = work.join("checkpoint.safetensors");
+    let digest = checkpoint::save(&model, &staged, &meta)?;
+    let stored = registry.blobs().put_file(&staged)?;
+    if stored != digest {
+        return Err(Error::Checkpoint {
+            path: staged,
+            message: format!("the registry hashed the saved checkpoint to {stored}, the model to {digest}"),
+        });
+    }
+    record.status = RunStatus::Complete;
+    record.checkpoint_hash = Some(digest);
+    record.epochs = epochs.iter().map(epoch_record).collect();
+    record.seconds = start.elapsed().as_secs_f64();
+    record.finished_unix = Some(now_unix());
+    registry.put_run(&record)?;
+    let _ = std::fs::remove_dir_all(&work);
+    if let Some(prev) = previous.filter(|p| p.checkpoint_hash != Some(digest)) {
+        if device == tch::Device::Cpu {
+            return Err(Error::Invalid(format!(
+                "determinism failure: config {} trained again on CPU gives checkpoint {}, the earlier attempt {} gave \
+                 {}; both records are kept (`infoat registry show {}`)",
+                hash.short(12),
+                digest.short(12),
+                prev.attempt,
+                prev.checkpoint_hash.map(|h| h.short(12)).unwrap_or_default(),
+                hash.short(12)
+            )));
+        }
+    }
+    Ok(TrainOutcome { checkpoint_path: registry.blobs().path(&digest), reused: false, record })
 }
 
 /// One attack's result.
@@ -227,10 +291,8 @@ pub struct AttackReport {
 /// Where the model under evaluation comes from (issue 4, "Any model").
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSource {
-    /// A harness run in the runs folder, by config hash (a unique prefix is enough).
+    /// A complete harness run in the registry, by config hash (a unique prefix is enough).
     Run {
-        /// The runs folder.
-        runs_dir: PathBuf,
         /// The config hash or a unique prefix of it.
         hash: String,
     },
@@ -267,6 +329,10 @@ pub struct ModelIdentity {
 /// The result of evaluating a model on test data.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// The evaluation's registry key (model, attack suite, data and subset, seed).
+    pub key: ContentHash,
+    /// True when the registry already held this evaluation and nothing was attacked.
+    pub reused: bool,
     /// The model evaluated.
     pub model: ModelIdentity,
     /// The test data.
@@ -289,7 +355,7 @@ pub struct EvalReport {
     pub flagged: bool,
     /// The sanity checks that tripped ([`crate::sanity`]).
     pub sanity: Vec<SanityFlag>,
-    /// Wall-clock seconds of the evaluation.
+    /// Wall-clock seconds of the evaluation (of the original one when reused).
     pub seconds: f64,
     /// Where it ran.
     pub env: Fingerprint,
@@ -303,7 +369,7 @@ pub struct EvalRequest {
     /// The dataset; taken from the run or the checkpoint's recorded config when `None`
     /// (required for TorchScript).
     pub dataset: Option<Dataset>,
-    /// Data directory; the dataset's default cache folder when `None`.
+    /// Data directory; the run's, or the dataset's default cache folder, when `None`.
     pub data_dir: Option<PathBuf>,
     /// Device.
     pub device: tch::Device,
@@ -321,6 +387,8 @@ pub struct EvalRequest {
     pub seed: u64,
     /// Run the model-probing sanity checks ([`crate::sanity::probe_model`]).
     pub sanity: bool,
+    /// Evaluate again even when the registry holds this evaluation (both records are kept).
+    pub force: bool,
 }
 
 /// The arch and dataset a checkpoint's recorded config names, if it carries one.
@@ -333,42 +401,36 @@ pub fn recorded_setup(path: &Path) -> Result<(Option<Arch>, Option<Dataset>)> {
     Ok((arch, dataset))
 }
 
-/// The complete run whose config hash starts with `prefix`.
-pub fn find_run(runs_dir: &Path, prefix: &str) -> Result<TrainOutcome> {
-    let prefix = prefix.trim().to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Error::Invalid(format!(
-            "run hash '{prefix}': expected at least 4 hex digits of a config hash (see `infoat train --json`)"
-        )));
-    }
-    let entries = std::fs::read_dir(runs_dir).map_err(|e| Error::io(runs_dir, e))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix) && e.path().join(RECORD).is_file())
-        .map(|e| e.path())
-        .collect();
-    found.sort();
-    let dir = match found.len() {
-        1 => found.remove(0),
+/// The complete run whose config hash starts with `prefix` (newest attempt).
+pub fn find_run(registry: &Registry, prefix: &str) -> Result<TrainOutcome> {
+    let runs = registry.runs_with_prefix(prefix)?;
+    let mut hashes: Vec<ContentHash> = runs.iter().map(|r| r.config_hash).collect();
+    hashes.dedup();
+    let prefix = prefix.trim();
+    match hashes.len() {
         0 => {
             return Err(Error::Invalid(format!(
-                "no complete run with config hash {prefix}… in {}; pass --runs-dir or train it first",
-                runs_dir.display()
+                "no run with config hash {prefix}… in registry {}; see `infoat registry ls`",
+                registry.root().display()
             )))
         }
+        1 => {}
         n => {
             return Err(Error::Invalid(format!(
-                "{n} runs in {} have config hashes starting with {prefix}; give more digits",
-                runs_dir.display()
+                "{n} configs in registry {} have hashes starting with {prefix}; give more digits",
+                registry.root().display()
             )))
         }
+    }
+    let Some(record) = registry.complete_run(&hashes[0], TRAINING_SEMVER)? else {
+        return Err(Error::Invalid(format!(
+            "config {} has no complete run with a verified checkpoint (interrupted, failed, or its blob is \
+             damaged: `infoat registry verify`); train it with `infoat train`",
+            hashes[0].short(12)
+        )));
     };
-    let text = std::fs::read_to_string(dir.join(RECORD)).map_err(|e| Error::io(dir.join(RECORD), e))?;
-    let record: RunRecord = serde_json::from_str(&text).map_err(|e| Error::Config {
-        origin: dir.join(RECORD).display().to_string(),
-        message: format!("not a run record ({e}); the run folder is damaged, train it again with --force"),
-    })?;
-    Ok(TrainOutcome { checkpoint_path: dir.join(&record.checkpoint), run_dir: dir, reused: true, record })
+    let h = record.checkpoint_hash.ok_or_else(|| Error::Invalid("complete run without checkpoint".into()))?;
+    Ok(TrainOutcome { checkpoint_path: registry.blobs().path(&h), reused: true, record })
 }
 
 /// sha256 of a file's bytes.
@@ -379,43 +441,42 @@ fn file_hash(path: &Path) -> Result<ContentHash> {
     Ok(h.finish())
 }
 
+type Loaded = (Box<dyn Classifier>, ModelIdentity, Dataset, Option<PathBuf>);
+
+fn load_checkpoint(
+    path: &Path,
+    arch: Option<Arch>,
+    dataset: Option<Dataset>,
+    device: tch::Device,
+) -> Result<(Network, Arch, Dataset, ContentHash)> {
+    let (rec_arch, rec_ds) = recorded_setup(path)?;
+    let need = |what: &str| {
+        Error::Invalid(format!(
+            "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
+            path.display()
+        ))
+    };
+    let arch = arch.or(rec_arch).ok_or_else(|| need("arch"))?;
+    let dataset = dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
+    let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), device)?;
+    let loaded = checkpoint::load_into(&mut model, path)?;
+    Ok((model, arch, dataset, loaded.hash))
+}
+
 /// Loads the model a source names, for `dataset` (`None`: the recorded one).
 fn load_model(
     source: &ModelSource,
+    registry: Option<&Registry>,
     dataset: Option<Dataset>,
     device: tch::Device,
-) -> Result<(Box<dyn Classifier>, ModelIdentity, Dataset, Option<PathBuf>)> {
-    let checkpoint =
-        |path: &Path, arch: Option<Arch>, dataset: Option<Dataset>| -> Result<(Network, Arch, Dataset, ContentHash)> {
-            let (rec_arch, rec_ds) = recorded_setup(path)?;
-            let need = |what: &str| {
-                Error::Invalid(format!(
-                    "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
-                    path.display()
-                ))
-            };
-            let arch = arch.or(rec_arch).ok_or_else(|| need("arch"))?;
-            let dataset = dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
-            let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), device)?;
-            let loaded = checkpoint::load_into(&mut model, path)?;
-            Ok((model, arch, dataset, loaded.hash))
-        };
+) -> Result<Loaded> {
     Ok(match source {
-        ModelSource::Run { runs_dir, hash } => {
-            let run = find_run(runs_dir, hash)?;
-            let cfg = &run.record.config;
+        ModelSource::Run { hash } => {
+            let registry = registry.ok_or_else(|| Error::Invalid("--run needs a registry".into()))?;
+            let run = find_run(registry, hash)?;
+            let cfg = run.config()?;
             let ds = dataset.unwrap_or(cfg.data.dataset);
-            let (model, arch, ds, h) = checkpoint(&run.checkpoint_path, Some(cfg.model.arch), Some(ds))?;
-            if h != run.record.checkpoint_hash {
-                return Err(Error::Checkpoint {
-                    path: run.checkpoint_path.clone(),
-                    message: format!(
-                        "digest {h} differs from the {} its run record promises; the file was changed or damaged, \
-                         train the run again with --force",
-                        run.record.checkpoint_hash
-                    ),
-                });
-            }
+            let (model, arch, ds, h) = load_checkpoint(&run.checkpoint_path, Some(cfg.model.arch), Some(ds), device)?;
             let identity = ModelIdentity {
                 source: "run".into(),
                 path: run.checkpoint_path.clone(),
@@ -423,10 +484,10 @@ fn load_model(
                 arch: Some(arch),
                 config_hash: Some(run.record.config_hash),
             };
-            (Box::new(model), identity, ds, Some(run.record.train_data.dir.clone()))
+            (Box::new(model), identity, ds, run.data_dir())
         }
         ModelSource::Checkpoint { path, arch } => {
-            let (model, arch, ds, h) = checkpoint(path, *arch, dataset)?;
+            let (model, arch, ds, h) = load_checkpoint(path, *arch, dataset, device)?;
             let identity = ModelIdentity {
                 source: "checkpoint".into(),
                 path: path.clone(),
@@ -469,11 +530,50 @@ fn load_model(
     })
 }
 
+fn digits(flags: &[bool]) -> String {
+    flags.iter().map(|&f| if f { '1' } else { '0' }).collect()
+}
+
+fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHash) -> Result<EvalReport> {
+    let bad = |what: &str| Error::Invalid(format!("registry eval record {key}: {what}; rerun with --force"));
+    let model: ModelIdentity =
+        serde_json::from_value(rec.model.clone()).map_err(|_| bad("model identity unreadable"))?;
+    let data: DataIdentity = serde_json::from_value(rec.data.clone()).map_err(|_| bad("data identity unreadable"))?;
+    let correct = (rec.clean_acc * rec.n as f64).round() as usize;
+    let attacks = rec
+        .attacks
+        .iter()
+        .map(|(id, a)| {
+            let robust = Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc };
+            (id.clone(), AttackReport { robust_acc: a.robust_acc, robust, eps: a.eps, seconds: a.seconds })
+        })
+        .collect();
+    let worst = flags.and_then(|f| unpack_flags(&f.worst_case)).map(|w| digits(&w)).unwrap_or_default();
+    Ok(EvalReport {
+        key,
+        reused: true,
+        model,
+        data,
+        n: rec.n,
+        clean_acc: rec.clean_acc,
+        clean: Accuracy { total: rec.n, correct, accuracy: rec.clean_acc },
+        attacks,
+        worst_case_acc: rec.worst_case_acc,
+        worst_case_flags: worst,
+        flagged: !rec.sanity.is_empty(),
+        sanity: rec.sanity.iter().map(|s| SanityFlag { check: s.check.clone(), message: s.message.clone() }).collect(),
+        seconds: rec.seconds,
+        env: rec.env.clone(),
+    })
+}
+
 /// Evaluates a model: clean accuracy on the test split, then each attack on the first
-/// `attack_limit` test images, the per-example worst case and the sanity checks.
-pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
+/// `attack_limit` test images, the per-example worst case and the sanity checks. With a
+/// registry, an evaluation under the same key is returned from it instead of being redone
+/// (unless `force`), and a new one is recorded.
+pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalReport> {
     let start = Instant::now();
-    let (model, identity, dataset, run_data_dir) = load_model(&req.source, req.dataset, req.device)?;
+    let (model, identity, dataset, run_data_dir) = load_model(&req.source, registry, req.dataset, req.device)?;
     let model = model.as_ref();
     let data_dir = req.data_dir.clone().or(run_data_dir);
     let (test, dir) = load_split(dataset, data_dir.as_deref(), Split::Test)?;
@@ -481,15 +581,41 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
         Some(n) => test.take(n),
         None => test,
     };
-    let clean = clean_accuracy(model, &test, req.batch_size)?;
     let eps = req.eps.unwrap_or(default_eps(dataset));
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::Invalid(format!("--eps {eps}: expected a finite radius ≥ 0 (e.g. 0.3 or 0.031372549)")));
     }
+    let data = identity_of(dataset, &dir, Split::Test, &test);
+    let attacked_n = req.attack_limit.map_or(test.len(), |n| n.min(test.len()));
+    let suite = serde_json::json!({
+        "attacks": req.attacks.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        "eps": eps,
+        "batch_size": req.batch_size,
+        "sanity": req.sanity,
+        "norm": "linf",
+    });
+    let key = EvalKey {
+        model_hash: identity.hash,
+        suite_hash: infoat_registry::config_hash("eval-suite", &suite)?,
+        data: format!("{}/test/{}", dataset.name(), data.fingerprint),
+        subset: format!("{}/{attacked_n}", test.len()),
+        seed: req.seed,
+    };
+    let key_hash = key.hash()?;
+    if let (Some(reg), false) = (registry, req.force) {
+        if let Some(rec) = reg.find_eval(&key_hash, EVAL_SEMVER)? {
+            let flags = reg.eval_flags(&rec)?;
+            return report_from_record(&rec, flags, key_hash);
+        }
+    }
+
+    let clean_ok = clean_flags(model, &test, req.batch_size)?;
+    let clean = accuracy_of(&clean_ok);
     // Only a subset is copied; without a limit the attacks read the test set itself.
     let subset = req.attack_limit.map(|n| test.take(n));
     let attacked = subset.as_ref().unwrap_or(&test);
     let mut attacks = BTreeMap::new();
+    let mut attack_flags = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
     for id in &req.attacks {
@@ -497,6 +623,7 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
         let attack = id.build(eps);
         let flags = robust_flags(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
         let robust = accuracy_of(&flags);
+        attack_flags.insert(id.name().to_string(), pack_flags(&flags));
         worst = Some(match worst {
             Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
             None => flags,
@@ -511,20 +638,65 @@ pub fn evaluate(req: &EvalRequest) -> Result<EvalReport> {
     if req.sanity && !req.attacks.is_empty() {
         sanity.extend(crate::sanity::probe_model(model, attacked, req.batch_size, req.seed)?);
     }
-    Ok(EvalReport {
+    let report = EvalReport {
+        key: key_hash,
+        reused: false,
         model: identity,
-        data: identity_of(dataset, &dir, Split::Test, &test),
+        data,
         n: clean.total,
         clean_acc: clean.accuracy,
         clean,
         attacks,
         worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
-        worst_case_flags: worst.as_deref().unwrap_or(&[]).iter().map(|&f| if f { '1' } else { '0' }).collect(),
+        worst_case_flags: digits(worst.as_deref().unwrap_or(&[])),
         flagged: !sanity.is_empty(),
         sanity,
         seconds: start.elapsed().as_secs_f64(),
-        env: Fingerprint::current(req.device),
-    })
+        env: fingerprint(req.device),
+    };
+    if let Some(reg) = registry {
+        let record = EvalRecord {
+            key,
+            attempt: new_attempt(),
+            eval_semver: EVAL_SEMVER.to_string(),
+            model: serde_json::to_value(&report.model)?,
+            config_hash: report.model.config_hash,
+            suite,
+            data: serde_json::to_value(&report.data)?,
+            n: report.n,
+            clean_acc: report.clean_acc,
+            attacks: report
+                .attacks
+                .iter()
+                .map(|(id, a)| {
+                    let r = AttackResult {
+                        robust_acc: a.robust_acc,
+                        correct: a.robust.correct,
+                        total: a.robust.total,
+                        eps: a.eps,
+                        seconds: a.seconds,
+                    };
+                    (id.clone(), r)
+                })
+                .collect(),
+            worst_case_acc: report.worst_case_acc,
+            sanity: report
+                .sanity
+                .iter()
+                .map(|s| SanityRecord { check: s.check.clone(), message: s.message.clone() })
+                .collect(),
+            seconds: report.seconds,
+            finished_unix: now_unix(),
+            env: report.env.clone(),
+        };
+        let flags = EvalFlags {
+            clean: pack_flags(&clean_ok),
+            attacks: attack_flags,
+            worst_case: pack_flags(worst.as_deref().unwrap_or(&[])),
+        };
+        reg.put_eval(&record, &flags)?;
+    }
+    Ok(report)
 }
 
 /// One preset run, trained (or reused) and evaluated, with its verdict.
@@ -542,16 +714,24 @@ pub struct PresetOutcome {
     pub config_hash: ContentHash,
     /// The checkpoint hash.
     pub checkpoint_hash: ContentHash,
-    /// The checkpoint file.
+    /// The evaluation's registry key.
+    pub eval_key: ContentHash,
+    /// The checkpoint file (a registry blob).
     pub checkpoint: PathBuf,
     /// True when training was skipped because a complete run existed.
     pub reused: bool,
+    /// True when the evaluation was found in the registry.
+    pub eval_reused: bool,
     /// Training seconds (of the original run when reused).
     pub train_seconds: f64,
+    /// Evaluation seconds (of the original evaluation when reused).
+    pub eval_seconds: f64,
     /// Accuracy per metric: `clean` and each attack id.
     pub accuracy: BTreeMap<String, f64>,
     /// Images each metric was computed on.
     pub images: BTreeMap<String, usize>,
+    /// Seconds each attack took.
+    pub seconds: BTreeMap<String, f64>,
     /// The preset's targets.
     pub expect: BTreeMap<String, f64>,
     /// Metrics below their targets.
@@ -560,27 +740,35 @@ pub struct PresetOutcome {
     pub sanity: Vec<SanityFlag>,
 }
 
-/// Trains (or reuses) and evaluates one preset run.
-pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Progress) -> Result<PresetOutcome> {
-    let out = train_run(&run.config, None, runs_dir, force, progress)?;
-    let report = evaluate(&EvalRequest {
-        source: ModelSource::Checkpoint { path: out.checkpoint_path.clone(), arch: Some(run.config.model.arch) },
-        dataset: Some(run.config.data.dataset),
-        data_dir: Some(out.record.train_data.dir.clone()),
-        device: run.config.device.device()?,
-        batch_size: run.config.train.eval_batch_size,
-        limit: run.config.data.test_limit,
-        attacks: run.eval.attacks.clone(),
-        eps: run.eval.eps,
-        attack_limit: run.eval.limit,
-        seed: run.config.seed,
-        sanity: true,
-    })?;
+/// Trains (or reuses) and evaluates (or reuses) one preset run.
+pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress: Progress) -> Result<PresetOutcome> {
+    let out = train_run(&run.config, None, registry, force, progress)?;
+    let checkpoint_hash =
+        out.record.checkpoint_hash.ok_or_else(|| Error::Invalid("a complete run has a checkpoint".into()))?;
+    let report = evaluate(
+        &EvalRequest {
+            source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
+            dataset: Some(run.config.data.dataset),
+            data_dir: out.data_dir(),
+            device: run.config.device.device()?,
+            batch_size: run.config.train.eval_batch_size,
+            limit: run.config.data.test_limit,
+            attacks: run.eval.attacks.clone(),
+            eps: run.eval.eps,
+            attack_limit: run.eval.limit,
+            seed: run.config.seed,
+            sanity: true,
+            force,
+        },
+        Some(registry),
+    )?;
     let mut accuracy = BTreeMap::from([("clean".to_string(), report.clean.accuracy)]);
     let mut images = BTreeMap::from([("clean".to_string(), report.clean.total)]);
+    let mut seconds = BTreeMap::new();
     for (id, a) in &report.attacks {
         accuracy.insert(id.clone(), a.robust.accuracy);
         images.insert(id.clone(), a.robust.total);
+        seconds.insert(id.clone(), a.seconds);
     }
     let missed = run
         .expect
@@ -594,12 +782,16 @@ pub fn reproduce_run(run: &PresetRun, runs_dir: &Path, force: bool, progress: Pr
         arch: run.config.model.arch,
         dataset: run.config.data.dataset,
         config_hash: out.record.config_hash,
-        checkpoint_hash: out.record.checkpoint_hash,
+        checkpoint_hash,
+        eval_key: report.key,
         checkpoint: out.checkpoint_path,
         reused: out.reused,
+        eval_reused: report.reused,
         train_seconds: out.record.seconds,
+        eval_seconds: report.seconds,
         accuracy,
         images,
+        seconds,
         expect: run.expect.clone(),
         missed,
         sanity: report.sanity,

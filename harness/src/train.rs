@@ -41,6 +41,9 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_second: f64,
+    /// Digest of the model at the end of the epoch.
+    #[serde(default)]
+    pub checkpoint_hash: Option<infoat_registry::ContentHash>,
 }
 
 /// How training reports progress.
@@ -52,15 +55,26 @@ pub enum Progress {
     Quiet,
 }
 
+/// Called after every epoch's state is saved, with the history so far (the registry records
+/// the running attempt's progress through it).
+pub type OnEpoch<'a> = &'a dyn Fn(&[EpochStats]) -> Result<()>;
+
 /// Where epoch checkpoints go and whether to resume from them.
-#[derive(Debug, Clone)]
-pub struct EpochStates {
-    /// The folder (`<run>/state/`).
+pub struct EpochStates<'a> {
+    /// The folder (`<work>/state/`).
     pub dir: PathBuf,
     /// The config hash the states must carry.
     pub config_hash: String,
     /// Resume from the latest valid state in `dir`.
     pub resume: bool,
+    /// Told about every finished epoch.
+    pub on_epoch: Option<OnEpoch<'a>>,
+}
+
+impl std::fmt::Debug for EpochStates<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochStates").field("dir", &self.dir).field("resume", &self.resume).finish()
+    }
 }
 
 const META_EPOCH: &str = "infoat.epoch";
@@ -299,6 +313,7 @@ pub fn train_method(
             val_accuracy,
             seconds: start.elapsed().as_secs_f64(),
             images_per_second: seen as f64 / train_seconds.max(1e-9),
+            checkpoint_hash: Some(checkpoint::digest(model)?),
         };
         if progress == Progress::Bar {
             let val = stats.val_accuracy.map(|a| format!("  val {:.2}%", 100.0 * a)).unwrap_or_default();
@@ -316,6 +331,9 @@ pub fn train_method(
         history.push(stats);
         if let Some(s) = states {
             save_state(s, epoch, model, &opt, method.as_ref(), &history)?;
+            if let Some(f) = s.on_epoch {
+                f(&history)?;
+            }
         }
     }
     Ok(history)
