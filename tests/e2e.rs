@@ -1,8 +1,10 @@
 //! End-to-end tests of the `infoat` binary, one module per theme (ripgrep's layout). They run
 //! the real binary on real data (MNIST from `ci/fetch-data`, CIFAR/SVHN fixtures).
 
+mod attacks;
 mod cli;
 mod errors;
 mod pytorch_peer;
 mod quickstart;
+mod registry;
 mod runs;

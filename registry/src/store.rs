@@ -204,6 +204,19 @@ impl Registry {
         self.put(Kind::Eval, &key, eval)
     }
 
+    /// Stores many evaluations with one flush at the end (imports, benchmarks).
+    pub fn put_evals_bulk(&self, items: impl IntoIterator<Item = (EvalRecord, EvalFlags)>) -> Result<usize> {
+        let mut n = 0;
+        for (eval, flags) in items {
+            let key = eval.key_string()?;
+            self.eval_flags.insert(key.as_bytes(), serde_json::to_vec(&flags)?).map_err(|e| self.db_err(e))?;
+            self.evals.insert(key.as_bytes(), serde_json::to_vec(&eval)?).map_err(|e| self.db_err(e))?;
+            n += 1;
+        }
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(n)
+    }
+
     /// Every evaluation record (without flags), ordered by key.
     pub fn evals(&self) -> Result<Vec<EvalRecord>> {
         Ok(self.scan(Kind::Eval, "")?.into_iter().map(|(_, r)| r).collect())

@@ -1,0 +1,54 @@
+//! The white-box suite on a model trained on real MNIST: the orderings the attacks must keep
+//! (issue 4, "Strength tests") and the suite's reuse through the registry.
+
+use infoat_tests::{infoat, stdout_json, tiny_config};
+
+#[test]
+fn stronger_attacks_leave_fewer_robust_examples_on_a_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(31, 4096)).unwrap();
+    let run =
+        stdout_json(&infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap());
+    let hash = run["record"]["config_hash"].as_str().unwrap();
+    let args = [
+        "eval",
+        "--run",
+        &hash[..16],
+        "--limit",
+        "100",
+        "--eps",
+        "0.05",
+        "--json",
+        "--attacks",
+        "fgsm,pgd20,pgd100,apgd_ce,aa",
+    ];
+    let out = infoat(dir.path()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = stdout_json(&out);
+    let robust = |id: &str| r["attacks"][id]["robust"]["correct"].as_i64().unwrap_or_else(|| panic!("{id}: {r}"));
+    let clean = r["clean"]["correct"].as_i64().unwrap();
+    let (fgsm, pgd20, pgd100, apgd, aa) =
+        (robust("fgsm"), robust("pgd20"), robust("pgd100"), robust("apgd_ce"), robust("aa"));
+    // Something to measure: eps 0.05 neither leaves the natural model intact nor breaks it all.
+    assert!(aa > 0 && fgsm < clean, "{r}");
+    assert!(pgd20 <= fgsm, "PGD-20 {pgd20} vs FGSM {fgsm}");
+    assert!(pgd100 <= pgd20 + 1, "PGD-100 {pgd100} vs PGD-20 {pgd20}");
+    assert!(apgd <= pgd20 + 1, "APGD-CE {apgd} vs PGD-20 {pgd20}");
+    assert!(aa <= apgd + 1, "AA {aa} vs APGD-CE {apgd}");
+    assert!(r["worst_case_acc"].as_f64().unwrap() <= r["attacks"]["aa"]["robust_acc"].as_f64().unwrap());
+    assert_eq!(r["flagged"], false, "{r}");
+    assert_eq!(r["reused"], false);
+
+    // The same evaluation again comes from the registry, identical, without attacking.
+    let again = stdout_json(&infoat(dir.path()).args(args).output().unwrap());
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["key"], r["key"]);
+    assert_eq!(again["attacks"], r["attacks"]);
+    assert_eq!(again["worst_case_flags"], r["worst_case_flags"]);
+    // Another seed is another evaluation.
+    let other =
+        stdout_json(&infoat(dir.path()).args(&args[..8]).args(["--seed", "1", "--attacks", "fgsm"]).output().unwrap());
+    assert_eq!(other["attacks"].as_object().unwrap().len(), 1);
+    assert_eq!(other["reused"], false);
+    assert_ne!(other["key"], r["key"]);
+}
