@@ -1,6 +1,7 @@
 //! The README's main job: `infoat reproduce quickstart` trains natural, AT, TRADES, MART, MART+
-//! and InfoAT SmallCNNs on real MNIST on CPU, reports clean and PGD-20 accuracy for each, and
-//! must meet its targets; a second run reuses everything.
+//! and InfoAT SmallCNNs on real MNIST on CPU, evaluates each under the Table II attacks
+//! (AutoAttack included), must meet its targets; a second run reuses everything from the
+//! registry, training and attacks alike.
 
 use infoat_tests::{infoat, stdout_json};
 
@@ -18,8 +19,14 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
     assert_eq!(natural["images"]["clean"], 10_000);
     for run in runs {
         assert_eq!(run["missed"].as_array().unwrap().len(), 0, "{run}");
-        assert_eq!(run["images"]["pgd20"], 500, "{run}");
         assert_eq!(run["reused"], false);
+        for attack in ["fgsm", "pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "bpda", "infopgd20", "aa"] {
+            assert_eq!(run["images"][attack], 100, "{attack}: {run}");
+        }
+        // AutoAttack is the worst case of its components and at least as strong as PGD-20.
+        let acc = |m: &str| run["accuracy"][m].as_f64().unwrap();
+        assert!(acc("aa") <= acc("pgd20") + 0.01, "{run}");
+        assert!(acc("pgd20") <= acc("fgsm") + 0.01, "{run}");
     }
     // Adversarial training buys robustness natural training does not have.
     let nat_pgd = natural["accuracy"]["pgd20"].as_f64().unwrap();
@@ -32,6 +39,7 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         stdout_json(&infoat(dir.path()).args(["--quiet", "reproduce", "quickstart", "--json"]).output().unwrap());
     for (a, b) in again["runs"].as_array().unwrap().iter().zip(runs) {
         assert_eq!(a["reused"], true);
+        assert_eq!(a["eval_reused"], true);
         assert_eq!(a["checkpoint_hash"], b["checkpoint_hash"]);
         assert_eq!(a["accuracy"], b["accuracy"], "evaluation is deterministic too");
     }

@@ -149,6 +149,7 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     let name = a.preset.context("a preset name is required")?;
     let preset = Preset::find(&name)?;
     let registry = Registry::open(&a.registry.registry)?;
+    import_published(&registry)?;
     let mut rows = Vec::new();
     for run in &preset.runs {
         if progress == Progress::Bar {
@@ -258,8 +259,16 @@ fn needs(args: Vec<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Keeps the paper's published numbers (compiled in from fixtures/paper) in the registry as
+/// their own record kind, so reports and comparisons find them beside the reproductions.
+fn import_published(registry: &Registry) -> Result<usize> {
+    let records: Vec<_> = infoat_reports::paper::embedded()?.iter().map(|p| p.to_record()).collect();
+    Ok(registry.put_published_bulk(&records)?)
+}
+
 fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
     let reg = Registry::open(&a.registry)?;
+    import_published(&reg)?;
     let print = |v: serde_json::Value, text: String| -> Result<()> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -272,8 +281,13 @@ fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
         RegistryAction::Ls => {
             let runs = reg.runs()?;
             let evals = reg.evals()?;
-            let mut text =
-                format!("{} run attempts, {} evaluations in {}\n", runs.len(), evals.len(), a.registry.display());
+            let mut text = format!(
+                "{} run attempts, {} evaluations, {} published numbers in {}\n",
+                runs.len(),
+                evals.len(),
+                reg.published()?.len(),
+                a.registry.display()
+            );
             for r in &runs {
                 let method = r.config.pointer("/method/kind").and_then(|m| m.as_str()).unwrap_or("?");
                 let ds = r.config.pointer("/data/dataset").and_then(|m| m.as_str()).unwrap_or("?");
@@ -306,7 +320,7 @@ fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
                     if e.sanity.is_empty() { "" } else { "  FLAGGED" }
                 ));
             }
-            print(serde_json::json!({ "runs": runs, "evals": evals }), text)?;
+            print(serde_json::json!({ "runs": runs, "evals": evals, "published": reg.published()?.len() }), text)?;
         }
         RegistryAction::Show { hash } => {
             let runs = reg.runs_with_prefix(hash)?;

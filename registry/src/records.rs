@@ -221,7 +221,7 @@ pub struct PublishedRecord {
     pub method: String,
     /// Metric (an attack id or `clean`).
     pub metric: String,
-    /// The published value, a fraction in [0, 1].
+    /// The value as published: accuracies in percent, ADBD as an L∞ distance.
     pub value: f64,
 }
 

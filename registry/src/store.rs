@@ -242,6 +242,20 @@ impl Registry {
         self.put(Kind::Published, &p.key(), p)
     }
 
+    /// Stores published numbers with one flush; returns how many were new or changed.
+    pub fn put_published_bulk(&self, items: &[PublishedRecord]) -> Result<usize> {
+        let mut changed = 0;
+        for p in items {
+            let bytes = serde_json::to_vec(p)?;
+            let old = self.published.insert(p.key().as_bytes(), bytes.as_slice()).map_err(|e| self.db_err(e))?;
+            if old.as_deref() != Some(bytes.as_slice()) {
+                changed += 1;
+            }
+        }
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(changed)
+    }
+
     /// Every published number.
     pub fn published(&self) -> Result<Vec<PublishedRecord>> {
         Ok(self.scan(Kind::Published, "")?.into_iter().map(|(_, r)| r).collect())

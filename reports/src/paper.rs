@@ -46,6 +46,18 @@ impl PaperTable {
         PaperTable::Table6,
     ];
 
+    /// The table's number as the paper prints it.
+    pub fn roman(self) -> &'static str {
+        match self {
+            PaperTable::Table1 => "I",
+            PaperTable::Table2 => "II",
+            PaperTable::Table3 => "III",
+            PaperTable::Table4 => "IV",
+            PaperTable::Table5 => "V",
+            PaperTable::Table6 => "VI",
+        }
+    }
+
     /// The transcription's file name under `fixtures/paper/`.
     pub fn file_name(self) -> &'static str {
         match self {
@@ -90,8 +102,53 @@ pub fn fixtures_dir() -> PathBuf {
 /// Reads one table's transcription from `dir`.
 pub fn load_table(dir: &Path, table: PaperTable) -> Result<Vec<Published>> {
     let path = dir.join(table.file_name());
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::File { path: path.clone(), message: e.to_string() })?;
+    parse_table(&text, &path, table)
+}
+
+/// The transcriptions compiled into the binary, so the published numbers travel with it.
+const EMBEDDED: [(PaperTable, &str); 6] = [
+    (PaperTable::Table1, include_str!("../../fixtures/paper/table1_mine_lambda.csv")),
+    (PaperTable::Table2, include_str!("../../fixtures/paper/table2_whitebox_resnet18.csv")),
+    (PaperTable::Table3, include_str!("../../fixtures/paper/table3_spsa.csv")),
+    (PaperTable::Table4, include_str!("../../fixtures/paper/table4_rays.csv")),
+    (PaperTable::Table5, include_str!("../../fixtures/paper/table5_whitebox_wrn34_10.csv")),
+    (PaperTable::Table6, include_str!("../../fixtures/paper/table6_unlabeled_wrn28_10.csv")),
+];
+
+/// Every table's published numbers, from the copies compiled into the binary.
+pub fn embedded() -> Result<Vec<Published>> {
+    let mut all = Vec::new();
+    for (table, text) in EMBEDDED {
+        all.extend(parse_table(text, &Path::new("fixtures/paper").join(table.file_name()), table)?);
+    }
+    Ok(all)
+}
+
+impl Published {
+    /// The registry record of this number: key `infoat-tnnls/<table>/<row keys>/<metric>`.
+    pub fn to_record(&self) -> infoat_registry::PublishedRecord {
+        let key = |k: &str| self.keys.get(k).cloned().unwrap_or_default();
+        let row: Vec<String> = self.table.key_columns().iter().map(|k| format!("{k}={}", key(k))).collect();
+        infoat_registry::PublishedRecord {
+            paper: "infoat-tnnls".into(),
+            table: self.table.roman().to_string(),
+            row: row.join(","),
+            column: self.metric.clone(),
+            dataset: key("dataset"),
+            arch: key("arch"),
+            method: key("method"),
+            metric: self.metric.clone(),
+            value: self.value,
+        }
+    }
+}
+
+fn parse_table(text: &str, path: &Path, table: PaperTable) -> Result<Vec<Published>> {
+    let path = path.to_path_buf();
     let file_err = |message: String| Error::File { path: path.clone(), message };
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| file_err(e.to_string()))?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> =
         reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(str::to_string).collect();
     for key in table.key_columns() {
@@ -155,6 +212,18 @@ mod tests {
                     && keys.iter().all(|(k, v)| p.keys.get(*k).map(String::as_str) == Some(*v))
             })
             .unwrap_or_else(|| panic!("no {table:?} {keys:?} {metric}"))
+    }
+
+    #[test]
+    fn embedded_copies_equal_the_fixtures_and_become_registry_records() {
+        let all = load_all(&fixtures_dir()).unwrap();
+        assert_eq!(embedded().unwrap(), all);
+        let rec = find(&all, PaperTable::Table2, &[("dataset", "CIFAR-10"), ("method", "AT")], "aa").to_record();
+        assert_eq!(rec.table, "II");
+        assert_eq!(rec.row, "dataset=CIFAR-10,arch=ResNet-18,method=AT");
+        assert_eq!((rec.metric.as_str(), rec.value), ("aa", 47.25));
+        let keys: std::collections::BTreeSet<String> = all.iter().map(|p| p.to_record().key()).collect();
+        assert_eq!(keys.len(), all.len(), "record keys are unique");
     }
 
     #[test]
