@@ -15,7 +15,7 @@ fn stronger_attacks_leave_fewer_robust_examples_on_a_trained_model() {
         "--run",
         &hash[..16],
         "--limit",
-        "100",
+        "40",
         "--eps",
         "0.05",
         "--json",

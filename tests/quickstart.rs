@@ -21,12 +21,12 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         assert_eq!(run["missed"].as_array().unwrap().len(), 0, "{run}");
         assert_eq!(run["reused"], false);
         for attack in ["fgsm", "pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "bpda", "infopgd20", "aa"] {
-            assert_eq!(run["images"][attack], 100, "{attack}: {run}");
+            assert_eq!(run["images"][attack], 50, "{attack}: {run}");
         }
         // AutoAttack is the worst case of its components and at least as strong as PGD-20.
         let acc = |m: &str| run["accuracy"][m].as_f64().unwrap();
-        assert!(acc("aa") <= acc("pgd20") + 0.01, "{run}");
-        assert!(acc("pgd20") <= acc("fgsm") + 0.01, "{run}");
+        assert!(acc("aa") <= acc("pgd20") + 0.02, "{run}");
+        assert!(acc("pgd20") <= acc("fgsm") + 0.02, "{run}");
     }
     // Adversarial training buys robustness natural training does not have.
     let nat_pgd = natural["accuracy"]["pgd20"].as_f64().unwrap();
