@@ -8,7 +8,6 @@
 //! (temporary file, fsync, rename) and is re-hashed on every load.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
 use infoat_registry::{checkpoint_digest, ContentHash, TensorEntry};
@@ -107,6 +106,26 @@ pub fn save_tensors(
     path: &Path,
     metadata: &BTreeMap<String, String>,
 ) -> Result<ContentHash> {
+    let (bytes, hash) = serialize_tensors(tensors, path, metadata)?;
+    infoat_registry::blobs::write_atomic(path, &bytes)?;
+    Ok(hash)
+}
+
+/// `model` as safetensors bytes with `metadata` plus the digest, and the digest; `origin`
+/// names the checkpoint in errors.
+pub fn serialize(
+    model: &Network,
+    origin: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, ContentHash)> {
+    serialize_tensors(&model.named_tensors(), origin, metadata)
+}
+
+fn serialize_tensors(
+    tensors: &BTreeMap<String, Tensor>,
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, ContentHash)> {
     let tensors = host_tensors(tensors)?;
     let hash = digest_of(&tensors)?;
     let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -122,25 +141,7 @@ pub fn save_tensors(
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::tensor::serialize(views, &Some(meta))
         .map_err(|e| Error::Checkpoint { path: path.to_path_buf(), message: format!("cannot serialise: {e:?}") })?;
-    write_atomic(path, &bytes)?;
-    Ok(hash)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, fsynced, then renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    Ok((bytes, hash))
 }
 
 /// A checkpoint read from disk.

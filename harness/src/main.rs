@@ -281,11 +281,12 @@ fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
         RegistryAction::Ls => {
             let runs = reg.runs()?;
             let evals = reg.evals()?;
+            let published = reg.published()?.len();
             let mut text = format!(
                 "{} run attempts, {} evaluations, {} published numbers in {}\n",
                 runs.len(),
                 evals.len(),
-                reg.published()?.len(),
+                published,
                 a.registry.display()
             );
             for r in &runs {
@@ -320,7 +321,7 @@ fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
                     if e.sanity.is_empty() { "" } else { "  FLAGGED" }
                 ));
             }
-            print(serde_json::json!({ "runs": runs, "evals": evals, "published": reg.published()?.len() }), text)?;
+            print(serde_json::json!({ "runs": runs, "evals": evals, "published": published }), text)?;
         }
         RegistryAction::Show { hash } => {
             let runs = reg.runs_with_prefix(hash)?;

@@ -243,12 +243,13 @@ pub fn train_run(
         (checkpoint::META_CONFIG.to_string(), config_json),
         ("infoat.config_sha256".to_string(), hash.to_hex()),
     ]);
-    let staged = work.join("checkpoint.safetensors");
-    let digest = checkpoint::save(&model, &staged, &meta)?;
-    let stored = registry.blobs().put_file(&staged)?;
+    // Straight into the blob store: the store re-hashes the bytes, which must match the model.
+    let origin = PathBuf::from(format!("final checkpoint of run {}", record.key()));
+    let (bytes, digest) = checkpoint::serialize(&model, &origin, &meta)?;
+    let stored = registry.blobs().put_bytes(&bytes, &origin)?;
     if stored != digest {
         return Err(Error::Checkpoint {
-            path: staged,
+            path: registry.blobs().path(&stored),
             message: format!("the registry hashed the saved checkpoint to {stored}, the model to {digest}"),
         });
     }

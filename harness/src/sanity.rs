@@ -134,29 +134,25 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
 mod tests {
     use super::*;
     use crate::data::Dataset;
-    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
-    use crate::models::{Frozen, Network};
+    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head, Scaled};
+    use crate::models::Frozen;
 
-    /// A wrapper that scales the logits (saturating the softmax) and optionally adds noise.
-    struct Wrapped {
-        inner: Network,
-        scale: f64,
-        noise: f64,
-    }
+    /// A network whose logits get fresh Gaussian noise on every call (a randomized defense).
+    struct Noisy(Scaled);
 
-    impl Classifier for Wrapped {
+    impl Classifier for Noisy {
         fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-            let z = self.inner.logits(x, train)?.f_mul_scalar(self.scale)?;
-            Ok(if self.noise > 0.0 { z.f_add(&z.f_randn_like()?.f_mul_scalar(self.noise)?)? } else { z })
+            let z = self.0.logits(x, train)?;
+            Ok(z.f_add(&z.f_randn_like()?.f_mul_scalar(0.1)?)?)
         }
         fn device(&self) -> tch::Device {
-            tch::Device::Cpu
+            self.0.device()
         }
         fn num_classes(&self) -> usize {
-            10
+            self.0.num_classes()
         }
         fn freeze(&self) -> Frozen {
-            self.inner.frozen()
+            self.0.freeze()
         }
     }
 
@@ -181,16 +177,16 @@ mod tests {
     fn probing_flags_saturated_and_randomized_models_but_not_a_plain_one() {
         let _g = rng_lock();
         tch::manual_seed(11);
-        let plain = Wrapped { inner: smallcnn_random_head(11), scale: 1.0, noise: 0.0 };
+        let plain = Scaled { net: smallcnn_random_head(11), scale: 1.0 };
         let set = self_labelled(&plain, 40);
         let f = probe_model(&plain, &set, 20, 0).unwrap();
         assert!(f.is_empty(), "{f:?}");
 
-        let saturated = Wrapped { inner: smallcnn_random_head(11), scale: 1e6, noise: 0.0 };
+        let saturated = Scaled { net: smallcnn_random_head(11), scale: 1e6 };
         let f = probe_model(&saturated, &set, 20, 0).unwrap();
         assert!(checks(&f).contains(&"zero_gradients"), "{f:?}");
 
-        let noisy = Wrapped { inner: smallcnn_random_head(11), scale: 1.0, noise: 0.1 };
+        let noisy = Noisy(Scaled { net: smallcnn_random_head(11), scale: 1.0 });
         let f = probe_model(&noisy, &set, 20, 0).unwrap();
         assert!(checks(&f).contains(&"randomized_outputs"), "{f:?}");
     }

@@ -81,12 +81,6 @@ impl Blobs {
         Ok(hash)
     }
 
-    /// Stores the safetensors file at `src`; returns its digest.
-    pub fn put_file(&self, src: &Path) -> Result<ContentHash> {
-        let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
-        self.put_bytes(&bytes, src)
-    }
-
     /// The bytes of blob `hash`, re-hashed: a blob whose contents no longer match its name is
     /// an [`Error::Corrupt`], a missing one an [`Error::MissingBlob`].
     pub fn read_verified(&self, hash: &ContentHash) -> Result<Vec<u8>> {

@@ -199,18 +199,24 @@ impl Registry {
     /// Stores an evaluation and its per-example flags (flags first: a record never exists
     /// without them).
     pub fn put_eval(&self, eval: &EvalRecord, flags: &EvalFlags) -> Result<()> {
+        self.insert_eval(eval, flags)?;
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Inserts an evaluation's flags, then the record, without flushing.
+    fn insert_eval(&self, eval: &EvalRecord, flags: &EvalFlags) -> Result<()> {
         let key = eval.key_string()?;
-        self.put(Kind::EvalFlags, &key, flags)?;
-        self.put(Kind::Eval, &key, eval)
+        self.eval_flags.insert(key.as_bytes(), serde_json::to_vec(flags)?).map_err(|e| self.db_err(e))?;
+        self.evals.insert(key.as_bytes(), serde_json::to_vec(eval)?).map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     /// Stores many evaluations with one flush at the end (imports, benchmarks).
     pub fn put_evals_bulk(&self, items: impl IntoIterator<Item = (EvalRecord, EvalFlags)>) -> Result<usize> {
         let mut n = 0;
         for (eval, flags) in items {
-            let key = eval.key_string()?;
-            self.eval_flags.insert(key.as_bytes(), serde_json::to_vec(&flags)?).map_err(|e| self.db_err(e))?;
-            self.evals.insert(key.as_bytes(), serde_json::to_vec(&eval)?).map_err(|e| self.db_err(e))?;
+            self.insert_eval(&eval, &flags)?;
             n += 1;
         }
         self.db.flush().map_err(|e| self.db_err(e))?;

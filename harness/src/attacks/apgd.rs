@@ -413,31 +413,8 @@ mod tests {
     use super::*;
     use crate::attacks::Pgd;
     use crate::checkpoint::digest;
-    use crate::models::layers::test_support::{build, rng_lock, smallcnn_random_head};
-    use crate::models::{Arch, Frozen, Network};
-
-    /// A model whose logits are the network's times `scale`: with a large scale the softmax
-    /// saturates and the cross-entropy gradient underflows to 0 at confidently classified
-    /// points, while the (scale-invariant) DLR loss keeps its direction.
-    struct Scaled<'a> {
-        net: &'a Network,
-        scale: f64,
-    }
-
-    impl Classifier for Scaled<'_> {
-        fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-            Ok(self.net.logits(x, train)?.f_mul_scalar(self.scale)?)
-        }
-        fn device(&self) -> Device {
-            self.net.device()
-        }
-        fn num_classes(&self) -> usize {
-            self.net.num_classes()
-        }
-        fn freeze(&self) -> Frozen {
-            self.net.frozen()
-        }
-    }
+    use crate::models::layers::test_support::{build, rng_lock, smallcnn_random_head, Scaled};
+    use crate::models::Arch;
 
     fn inputs(seed: i64, b: i64) -> Tensor {
         tch::manual_seed(seed);
@@ -528,10 +505,9 @@ mod tests {
     #[test]
     fn apgd_t_breaks_more_than_pgd_where_ce_gradients_vanish() {
         let _g = rng_lock();
-        let net = smallcnn_random_head(21);
+        let scaled = Scaled { net: smallcnn_random_head(21), scale: 1e4 };
         let x = inputs(22, 24);
         let eps = 0.1;
-        let scaled = Scaled { net: &net, scale: 1e4 };
         let y = predictions(&scaled, &x);
         let started = Instant::now();
         tch::manual_seed(23);

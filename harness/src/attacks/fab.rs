@@ -277,8 +277,8 @@ mod tests {
     use super::*;
     use crate::attacks::Pgd;
     use crate::checkpoint::digest;
-    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
-    use crate::models::{Frozen, Network};
+    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head, Scaled};
+    use crate::models::Frozen;
 
     fn cpu() -> (Kind, Device) {
         (Kind::Float, Device::Cpu)
@@ -320,28 +320,6 @@ mod tests {
         }
         fn freeze(&self) -> Frozen {
             Frozen::new(Vec::<Tensor>::new())
-        }
-    }
-
-    /// A network whose logits are multiplied by `scale`: its softmax saturates, so the
-    /// cross-entropy gradient underflows to zero while the logit differences keep their shape.
-    struct Scaled {
-        net: Network,
-        scale: f64,
-    }
-
-    impl Classifier for Scaled {
-        fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-            Ok(self.net.logits(x, train)?.f_mul_scalar(self.scale)?)
-        }
-        fn device(&self) -> Device {
-            self.net.device()
-        }
-        fn num_classes(&self) -> usize {
-            10
-        }
-        fn freeze(&self) -> Frozen {
-            self.net.freeze()
         }
     }
 

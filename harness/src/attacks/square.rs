@@ -282,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::attacks::Pgd;
-    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
+    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head, Scaled};
     use crate::models::{Frozen, Network};
 
     const EPS: f64 = 0.1;
@@ -336,27 +336,6 @@ mod tests {
                 self.inputs.borrow_mut().push(x.copy());
             }
             Ok(self.net.logits(x, false)?.detach())
-        }
-        fn device(&self) -> Device {
-            self.net.device()
-        }
-        fn num_classes(&self) -> usize {
-            self.net.num_classes()
-        }
-        fn freeze(&self) -> Frozen {
-            self.net.freeze()
-        }
-    }
-
-    /// Logits scaled by a large factor: softmax saturates and CE gradients vanish.
-    struct Scaled {
-        net: Network,
-        factor: f64,
-    }
-
-    impl Classifier for Scaled {
-        fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-            Ok(self.net.logits(x, train)? * self.factor)
         }
         fn device(&self) -> Device {
             self.net.device()
@@ -583,7 +562,7 @@ mod tests {
     #[test]
     fn beats_pgd_on_a_gradient_masked_model() {
         let _g = rng_lock();
-        let model = Scaled { net: smallcnn_random_head(6), factor: 1e4 };
+        let model = Scaled { net: smallcnn_random_head(6), scale: 1e4 };
         tch::manual_seed(60);
         let x = uniform(32);
         let y = predict(&model, &x);

@@ -8,7 +8,7 @@ use super::*;
 use crate::checkpoint::digest;
 use crate::data::Dataset;
 use crate::eval::{clean_accuracy, robust_accuracy};
-use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
+use crate::models::layers::test_support::{rng_lock, smallcnn_random_head, Scaled};
 use crate::models::{Classifier, Network};
 
 fn net(seed: i64) -> Network {
@@ -160,29 +160,10 @@ fn the_cascade_attacks_only_still_robust_points_and_keeps_every_break() {
     assert_eq!(adv.size(), x.size());
 }
 
-/// Logits × 1e4: the softmax saturates and cross-entropy gradients vanish for confidently
-/// classified points — the classic gradient-masking failure PGD cannot see through.
-struct Saturated(Network);
-
-impl Classifier for Saturated {
-    fn logits(&self, x: &Tensor, train: bool) -> crate::Result<Tensor> {
-        Ok(self.0.logits(x, train)?.f_mul_scalar(1e4)?)
-    }
-    fn device(&self) -> Device {
-        Device::Cpu
-    }
-    fn num_classes(&self) -> usize {
-        10
-    }
-    fn freeze(&self) -> crate::models::Frozen {
-        self.0.frozen()
-    }
-}
-
 #[test]
 fn autoattack_sees_through_saturated_gradients_that_stop_pgd() {
     let _g = rng_lock();
-    let model = Saturated(net(13));
+    let model = Scaled { net: net(13), scale: 1e4 };
     tch::manual_seed(13);
     let x = Tensor::rand([12, 1, 28, 28], (Kind::Float, Device::Cpu));
     let y = tch::no_grad(|| model.logits(&x, false).unwrap().argmax(-1, false));

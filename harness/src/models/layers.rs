@@ -258,7 +258,31 @@ pub(crate) mod test_support {
     use tch::{Device, Kind, Tensor};
 
     use crate::data::ImageShape;
-    use crate::models::{Arch, Network};
+    use crate::models::{Arch, Classifier, Frozen, Network};
+
+    /// A network whose logits are multiplied by `scale`: with a large scale the softmax
+    /// saturates and the cross-entropy input gradient underflows to zero at confidently
+    /// classified points, while logit differences (DLR, FAB, the margin) keep their shape — the
+    /// classic gradient-masking case for attack tests.
+    pub(crate) struct Scaled {
+        pub(crate) net: Network,
+        pub(crate) scale: f64,
+    }
+
+    impl Classifier for Scaled {
+        fn logits(&self, x: &Tensor, train: bool) -> crate::Result<Tensor> {
+            Ok(self.net.logits(x, train)?.f_mul_scalar(self.scale)?)
+        }
+        fn device(&self) -> Device {
+            self.net.device()
+        }
+        fn num_classes(&self) -> usize {
+            self.net.num_classes()
+        }
+        fn freeze(&self) -> Frozen {
+            self.net.frozen()
+        }
+    }
 
     /// Serialises the tests that draw from libtorch's global generator, so a seeded construction
     /// is not interleaved with another test's draws.
