@@ -1,4 +1,5 @@
-//! Embeds the git commit the binary was built from (for run records), when there is one.
+//! Embeds the git commit the binary was built from (for run records), when there is one, and
+//! keeps libtorch's CUDA library linked.
 use std::process::Command;
 
 fn main() {
@@ -19,4 +20,12 @@ fn main() {
     println!("cargo:rustc-env=INFOAT_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");
+    // torch-sys asks for libtorch_cuda, but the linker's default --as-needed drops it because
+    // no symbol of it is referenced directly, and then libtorch never registers CUDA
+    // (`Cuda::is_available()` is false on a GPU machine). libtorch.so depends on the CUDA
+    // library in CUDA builds and on the CPU one alone in CPU builds, so keeping it linked
+    // works for both.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch,--as-needed");
+    }
 }

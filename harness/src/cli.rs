@@ -35,6 +35,9 @@ pub enum Command {
     Config(ConfigArgs),
     /// Inspect and maintain the result registry: list, show, verify, export, import, merge, gc.
     Registry(RegistryCmd),
+    /// Measure one adversarial-training step (images/s), the largest batch that fits, or
+    /// CPU-vs-device agreement, on random data of a dataset's shape.
+    Bench(BenchArgs),
     /// Print the datasets an invocation reads from the default data cache (used by ./infoat to
     /// fetch them first).
     #[command(hide = true)]
@@ -154,6 +157,113 @@ pub struct ReproduceArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The training methods `infoat bench` can time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMethod {
+    /// Clean training (no inner maximisation).
+    Natural,
+    /// PGD adversarial training.
+    At,
+    /// TRADES.
+    Trades,
+    /// MART.
+    Mart,
+    /// InfoAT.
+    Infoat,
+}
+
+impl BenchMethod {
+    /// The method's config with its defaults and `inner_steps` PGD steps.
+    pub fn config(self, inner_steps: usize) -> crate::methods::MethodConfig {
+        use crate::methods::{InnerConfig, MethodConfig};
+        let inner = InnerConfig { steps: inner_steps, ..InnerConfig::default() };
+        let with_inner = |mut m: MethodConfig| {
+            match &mut m {
+                MethodConfig::Natural => {}
+                MethodConfig::At { inner: i }
+                | MethodConfig::Trades { inner: i, .. }
+                | MethodConfig::Mart { inner: i, .. }
+                | MethodConfig::MartPlus { inner: i, .. }
+                | MethodConfig::Gandef { inner: i, .. }
+                | MethodConfig::Infoat { inner: i, .. } => *i = inner.clone(),
+            }
+            m
+        };
+        let kind = match self {
+            BenchMethod::Natural => "natural",
+            BenchMethod::At => "at",
+            BenchMethod::Trades => "trades",
+            BenchMethod::Mart => "mart",
+            BenchMethod::Infoat => "infoat",
+        };
+        // The config defaults (beta, lambda, …) are the serde ones: build it as a config file would.
+        let m: MethodConfig = serde_json::from_value(serde_json::json!({ "kind": kind }))
+            .expect("invariant: every bench method deserialises from its kind alone");
+        with_inner(m)
+    }
+}
+
+/// `infoat bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat bench --arch resnet18 --dataset cifar10 --device cuda --precision bf16 --channels-last\n  \
+    infoat bench --arch wrn34x10 --dataset cifar10 --device cuda --max-batch\n  \
+    infoat bench --arch resnet18 --dataset cifar10 --device cuda --agreement --json")]
+pub struct BenchArgs {
+    /// Architecture.
+    #[arg(long, value_enum, default_value = "smallcnn")]
+    pub arch: Arch,
+    /// Dataset whose image shape and class count the random data has.
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub dataset: Dataset,
+    /// Training method whose step is timed.
+    #[arg(long, value_enum, default_value = "at")]
+    pub method: BenchMethod,
+    /// PGD steps of the inner maximisation (step size eps/4, eps the dataset's).
+    #[arg(long, default_value_t = 10)]
+    pub inner_steps: usize,
+    /// Images per step (the starting point of --max-batch).
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Device.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Floating-point precision.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::precision::Precision,
+    /// Channels-last memory format.
+    #[arg(long)]
+    pub channels_last: bool,
+    /// Let cuDNN autotune convolution algorithms (faster, not bit-reproducible).
+    #[arg(long)]
+    pub cudnn_benchmark: bool,
+    /// Untimed steps before timing.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Seed of the initialisation and the random data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the largest batch (a multiple of 8, at most --max-batch-limit) whose training
+    /// step fits in memory instead of timing.
+    #[arg(long, conflicts_with = "agreement")]
+    pub max_batch: bool,
+    /// Upper bound of the --max-batch search.
+    #[arg(long, default_value_t = 8192)]
+    pub max_batch_limit: usize,
+    /// Compare the device with the CPU (float32) on logits and one PGD step instead of timing.
+    #[arg(long)]
+    pub agreement: bool,
+    /// Examples compared by --agreement.
+    #[arg(long, default_value_t = 64)]
+    pub n: usize,
+    /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Augment, Dataset};
 use crate::methods::MethodConfig;
 use crate::models::Arch;
+use crate::precision::Precision;
 use crate::{Error, Result};
 
 /// The version of the config schema; part of every config hash.
@@ -29,6 +30,13 @@ pub struct RunConfig {
     /// Where to compute.
     #[serde(default)]
     pub device: DeviceChoice,
+    /// Floating-point precision (`fp32`, `tf32`, `bf16`; see [`crate::precision`]). Omitted
+    /// when `fp32`, so configs written before the field existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Precision::is_default")]
+    pub precision: Precision,
+    /// Channels-last memory format for parameters and inputs. Omitted when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_last: bool,
     /// The data.
     pub data: DataConfig,
     /// The architecture.
@@ -364,6 +372,24 @@ epochs = 2
         assert_eq!(a.hash().unwrap(), b.hash().unwrap());
         let c = RunConfig::from_toml(&MINIMAL.replace("seed = 3", "seed = 4"), "c").unwrap();
         assert_ne!(a.hash().unwrap(), c.hash().unwrap());
+    }
+
+    #[test]
+    fn numerics_fields_are_hashed_only_when_not_default() {
+        let plain = RunConfig::from_toml(MINIMAL, "a").unwrap();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("precision").is_none() && json.get("channels_last").is_none(), "{json}");
+        let explicit_default =
+            RunConfig::from_toml(&format!("precision = \"fp32\"\nchannels_last = false\n{MINIMAL}"), "b").unwrap();
+        assert_eq!(plain.hash().unwrap(), explicit_default.hash().unwrap());
+        let bf16 = RunConfig::from_toml(&format!("precision = \"bf16\"\n{MINIMAL}"), "c").unwrap();
+        assert_eq!(bf16.precision, Precision::Bf16);
+        assert_ne!(plain.hash().unwrap(), bf16.hash().unwrap());
+        let cl = RunConfig::from_toml(&format!("channels_last = true\n{MINIMAL}"), "d").unwrap();
+        assert_ne!(plain.hash().unwrap(), cl.hash().unwrap());
+        assert_ne!(bf16.hash().unwrap(), cl.hash().unwrap());
+        let err = RunConfig::from_toml(&format!("precision = \"fp16\"\n{MINIMAL}"), "e").unwrap_err().to_string();
+        assert!(err.contains("precision") || err.contains("fp16"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! - [`cli`]: the `infoat` command line.
 
 pub mod attacks;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod methods;
 pub mod models;
 pub mod optim;
 pub mod pipeline;
+pub mod precision;
 pub mod preset;
 pub mod sanity;
 pub mod seed;

@@ -114,7 +114,10 @@ const STATE: &str = "state";
 pub fn build_network(cfg: &RunConfig, device: tch::Device) -> Result<Network> {
     seed_torch(derive(cfg.seed, Stream::Init, &[]));
     let ds = cfg.data.dataset;
-    Network::new(cfg.model.arch, ds.image_shape(), ds.num_classes(), device)
+    let mut net = Network::new(cfg.model.arch, ds.image_shape(), ds.num_classes(), device)?;
+    crate::precision::configure_backends(cfg.precision);
+    net.set_numerics(cfg.precision, cfg.channels_last);
+    Ok(net)
 }
 
 fn now_unix() -> u64 {
@@ -574,6 +577,9 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
 /// (unless `force`), and a new one is recorded.
 pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalReport> {
     let start = Instant::now();
+    // Attacks run in IEEE float32 whatever the model was trained in: TF32 or bf16 change the
+    // direction of a few percent of the input-gradient signs (docs/performance.md).
+    crate::precision::configure_backends(crate::precision::Precision::Fp32);
     let (model, identity, dataset, run_data_dir) = load_model(&req.source, registry, req.dataset, req.device)?;
     let model = model.as_ref();
     let data_dir = req.data_dir.clone().or(run_data_dir);

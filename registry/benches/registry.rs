@@ -52,6 +52,7 @@ fn record(i: u64) -> EvalRecord {
             device: "cpu".into(),
             threads: 2,
             cudnn: None,
+            gpu: None,
             os: "linux x86_64".into(),
             cpu: Some("Intel(R) Xeon(R)".into()),
             hostname: "bench".into(),

@@ -25,6 +25,9 @@ pub struct Environment {
     pub threads: i32,
     /// cuDNN version when CUDA is in use.
     pub cudnn: Option<String>,
+    /// GPU model and driver when CUDA is in use (absent in records made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
     /// Operating system and architecture.
     pub os: String,
     /// CPU model name, when readable.

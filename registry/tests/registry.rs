@@ -26,6 +26,7 @@ fn env() -> Environment {
         device: "cpu".into(),
         threads: 2,
         cudnn: None,
+        gpu: None,
         os: "linux x86_64".into(),
         cpu: None,
         hostname: "test".into(),

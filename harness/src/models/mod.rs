@@ -17,9 +17,10 @@ pub use layers::BatchNorm2d;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::ImageShape;
+use crate::precision::{Autocast, Precision};
 use crate::{Error, Result};
 
 /// The architectures of the paper and of the CPU presets.
@@ -100,6 +101,8 @@ pub struct Network {
     num_classes: usize,
     vs: nn::VarStore,
     net: Box<dyn Net>,
+    precision: Precision,
+    channels_last: bool,
 }
 
 impl std::fmt::Debug for Network {
@@ -123,7 +126,7 @@ impl Network {
             Arch::Wrn34x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 34, 10)),
             Arch::Wrn28x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 28, 10)),
         };
-        Ok(Network { arch, num_classes, vs, net })
+        Ok(Network { arch, num_classes, vs, net, precision: Precision::Fp32, channels_last: false })
     }
 
     /// The architecture.
@@ -141,18 +144,57 @@ impl Network {
         self.vs.device()
     }
 
+    /// Sets the numerics of every later forward pass ([`crate::precision`]): `precision`
+    /// (bf16 autocast where asked) and, with `channels_last`, converts the 4-D parameters to
+    /// channels-last storage and feeds inputs that way. Values and names are unchanged, so
+    /// checkpoints and their hashes do not depend on the memory format.
+    pub fn set_numerics(&mut self, precision: Precision, channels_last: bool) {
+        self.precision = precision;
+        if channels_last && !self.channels_last {
+            tch::no_grad(|| {
+                for (_, mut t) in self.vs.variables() {
+                    if t.dim() == 4 {
+                        let cl = crate::precision::channels_last(&t);
+                        t.set_data(&cl);
+                    }
+                }
+            });
+        }
+        self.channels_last = channels_last;
+    }
+
+    /// The floating-point precision of forward passes.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Runs `f` on `x` in this network's numerics: input in channels-last when asked, bf16
+    /// autocast when asked, logits (the first output) returned as float32.
+    fn with_numerics<T>(&self, x: &Tensor, f: impl FnOnce(&Tensor) -> T) -> T {
+        let x = if self.channels_last { crate::precision::channels_last(x) } else { x.shallow_clone() };
+        let _autocast = Autocast::enter(self.precision, self.vs.device());
+        f(&x)
+    }
+
     /// Logits for a batch `x` in [0, 1], NCHW. `train` selects training behaviour (BatchNorm
     /// batch statistics and running-stat updates, dropout).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.net.forward_t(x, train)
+        let logits = self.with_numerics(x, |x| self.net.forward_t(x, train));
+        if logits.kind() == Kind::Float {
+            logits
+        } else {
+            logits.to_kind(Kind::Float)
+        }
     }
 
     /// Logits and the output of stage `stage` in one pass (ResNet-18 stages 1–4; MINE in
     /// paper Table I reads them).
     pub fn forward_stage(&self, x: &Tensor, train: bool, stage: usize) -> Result<(Tensor, Tensor)> {
-        self.net.forward_stage(x, train, stage).ok_or_else(|| {
+        let out = self.with_numerics(x, |x| self.net.forward_stage(x, train, stage));
+        let (logits, z) = out.ok_or_else(|| {
             Error::Invalid(format!("architecture {} has no stage {stage} to read features from", self.arch))
-        })
+        })?;
+        Ok((logits.to_kind(Kind::Float), z.to_kind(Kind::Float)))
     }
 
     /// The variable store (for optimizers).
@@ -191,7 +233,7 @@ impl Network {
 
 impl Classifier for Network {
     fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.net.forward_t(x, train))
+        Ok(self.forward_t(x, train))
     }
 
     fn device(&self) -> Device {
