@@ -8,7 +8,10 @@ INFOAT_TORCH_VERSION="2.11.0"
 INFOAT_CACHE="${INFOAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/infoat}"
 INFOAT_VENV="${INFOAT_VENV:-$INFOAT_CACHE/torch-$INFOAT_TORCH_VERSION}"
 INFOAT_DATA="${INFOAT_DATA:-$INFOAT_CACHE/data}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INFOAT_CACHE/target}"
+# One cargo target per clone path: compile-time paths (env!("CARGO_MANIFEST_DIR") in tests)
+# would otherwise go stale when a second clone elsewhere reuses binaries cargo deems fresh.
+INFOAT_CLONE_KEY="$(printf '%s' "$(cd "$INFOAT_CI/.." && pwd -P)" | sha256sum | cut -c1-12)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$INFOAT_CACHE/target-$INFOAT_CLONE_KEY}"
 
 infoat_log() { printf '[infoat] %s\n' "$*" >&2; }
 

@@ -100,5 +100,9 @@ pub fn torch_python() -> PathBuf {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    // The runtime value first (cargo sets it when running tests): the compile-time one is stale
+    // when a binary built in another clone is reused.
+    let dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.parent().expect("tests/ has a parent").to_path_buf()
 }

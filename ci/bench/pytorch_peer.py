@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="train-step", choices=["train-step", "pgd"],
+                    help="a whole AT step, or the inner PGD maximisation alone")
     a = ap.parse_args()
 
     if a.threads:
@@ -159,7 +161,7 @@ def main():
             return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
         return torch.autocast(device_type=dev.type, enabled=False)
 
-    def train_step():
+    def attack():
         model.eval()
         if tuned:
             for p in params:
@@ -175,6 +177,13 @@ def main():
         if tuned:
             for p in params:
                 p.requires_grad_(True)
+        return x_adv
+
+    def train_step():
+        if a.work == "pgd":
+            attack()
+            return
+        x_adv = attack()
         model.train()
         with autocast():
             logits = model(x_adv)
@@ -200,6 +209,7 @@ def main():
     ips = a.batch_size * a.steps / secs
     out = {
         "impl": "pytorch", "variant": a.variant, "arch": a.arch, "dataset": a.dataset, "method": "at",
+        "work": a.work.replace("-", "_"),
         "inner_steps": a.inner_steps, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",
         "precision": a.precision, "channels_last": fmt == torch.channels_last, "batch_size": a.batch_size,

@@ -39,19 +39,19 @@ def main():
 
     rows = load(os.path.join(d, "throughput.jsonl"))
     if rows:
-        print("## PGD-10 AT training step throughput (images/s)\n")
+        print("## Throughput (images/s): PGD-10 inner maximisation (`pgd`) and whole PGD-10 AT step (`train_step`)\n")
         print("harness = `infoat bench`; PyTorch reference = parameters keep requires_grad during the attack, "
               "NCHW; PyTorch tuned = frozen parameters, channels-last. Ratios: best harness layout / PyTorch.\n")
-        print("| arch | batch | precision | harness NCHW | harness channels-last | PyTorch reference | "
+        print("| work | arch | batch | precision | harness NCHW | harness channels-last | PyTorch reference | "
               "PyTorch tuned | × reference | × tuned | epoch s (best harness) | peak GPU MiB harness / PyTorch |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         groups = {}
         for r in rows:
-            key = (r["arch"], r["batch_size"], r["precision"])
+            key = (r.get("work", "train_step"), r["arch"], r["batch_size"], r["precision"])
             impl = r.get("impl", "harness")
             kind = r.get("variant") if impl == "pytorch" else ("cl" if r["channels_last"] else "nchw")
             groups.setdefault(key, {})[(impl, kind)] = r
-        for (arch, batch, prec), g in groups.items():
+        for (work, arch, batch, prec), g in groups.items():
             def ips(k):
                 r = g.get(k)
                 return r["images_per_second"] if r else None
@@ -72,7 +72,7 @@ def main():
             mem_p = tuned_row.get("peak_gpu_mib") if tuned_row else None
             mem = f"{mem_h:,.0f} / {mem_p:,.0f}" if mem_h and mem_p else "–"
             epoch = f"{best_row['epoch_seconds']:.1f}" if best_row else "–"
-            print(f"| {arch} | {batch} | {prec} | {fmt(ips(('harness', 'nchw')))} | {fmt(ips(('harness', 'cl')))} | "
+            print(f"| {work} | {arch} | {batch} | {prec} | {fmt(ips(('harness', 'nchw')))} | {fmt(ips(('harness', 'cl')))} | "
                   f"{fmt(ref)} | {fmt(tuned)} | {ratio(best, ref)} | {ratio(best, tuned)} | {epoch} | {mem} |")
         print()
 

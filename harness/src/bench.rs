@@ -46,6 +46,19 @@ pub struct BenchSpec {
     pub steps: usize,
     /// Seed of the model's initialisation and the random data.
     pub seed: u64,
+    /// What one timed step is.
+    pub work: Work,
+}
+
+/// What `infoat bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Work {
+    /// One training step: inner maximisation, outer loss, backward, update.
+    #[default]
+    TrainStep,
+    /// The inner maximisation alone (PGD with the method's step count, parameters frozen).
+    Pgd,
 }
 
 /// The measured throughput of one [`BenchSpec`].
@@ -59,6 +72,8 @@ pub struct BenchResult {
     pub method: String,
     /// Inner PGD steps of the method (0 for natural training).
     pub inner_steps: usize,
+    /// What one timed step is.
+    pub work: Work,
     /// Device (`cpu`, `cuda:0`).
     pub device: String,
     /// Device name (GPU model or CPU).
@@ -108,17 +123,27 @@ fn inner_steps(method: &MethodConfig) -> usize {
     }
 }
 
-/// A ready-to-step training setup on random data.
-struct Rig {
+/// A ready-to-step training setup on random data: what `infoat bench` times and the criterion
+/// benches (`harness/benches/pgd.rs`) drive.
+pub struct Rig {
     model: Network,
     method: Box<dyn crate::methods::Method>,
     opt: Optimizer,
     batch: Batch,
     pool: ImageSet,
+    eps: f64,
+    device: Device,
+}
+
+impl std::fmt::Debug for Rig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rig").field("model", &self.model).field("batch", &self.batch.len()).finish()
+    }
 }
 
 impl Rig {
-    fn new(spec: &BenchSpec) -> Result<Rig> {
+    /// Builds the model, method, optimizer and a random batch of `spec`.
+    pub fn new(spec: &BenchSpec) -> Result<Rig> {
         let mut method_cfg = spec.method.clone();
         method_cfg.resolve(spec.dataset).map_err(Error::Invalid)?;
         precision::configure_backends(spec.precision);
@@ -140,10 +165,37 @@ impl Rig {
             shape,
             num_classes: k,
         };
-        Ok(Rig { model, method, opt, batch: Batch { x, y }, pool })
+        let eps = crate::methods::default_eps(spec.dataset);
+        Ok(Rig { model, method, opt, batch: Batch { x, y }, pool, eps, device: spec.device })
     }
 
-    fn step(&mut self, i: usize) -> Result<()> {
+    /// The inner maximisation alone: `steps` PGD steps of eps/4 on the cross-entropy from a
+    /// uniform start, parameters frozen, BatchNorm in eval mode (SPEC §2 "Inner PGD").
+    pub fn pgd(&self, steps: usize) -> Result<Tensor> {
+        let spec = crate::attacks::PgdSpec {
+            eps: self.eps,
+            steps,
+            step_size: self.eps / 4.0,
+            start: crate::attacks::Start::Uniform,
+        };
+        let y = &self.batch.y;
+        crate::attacks::maximize(&self.model, &self.batch.x, &spec, crate::attacks::BnMode::Eval, &mut |logits, _| {
+            Ok(crate::methods::losses::ce(logits, y)?.f_sum(Kind::Float)?)
+        })
+    }
+
+    /// One evaluation attack on the batch.
+    pub fn attack(&self, id: crate::attacks::AttackId) -> Result<Tensor> {
+        Ok(id.build(self.eps).perturb(&self.model, &self.batch.x, &self.batch.y)?.0)
+    }
+
+    /// Waits for the device to finish queued work (CUDA); a no-op on the CPU.
+    pub fn sync(&self) {
+        sync(self.device);
+    }
+
+    /// One training step (the method's loss, backward, optimizer update).
+    pub fn step(&mut self, i: usize) -> Result<()> {
         let ctx = StepCtx {
             epoch: 1,
             batch: i,
@@ -163,13 +215,20 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         return Err(Error::Invalid("bench needs a batch size and a step count of at least 1".into()));
     }
     let mut rig = Rig::new(spec)?;
+    let steps = inner_steps(&spec.method);
+    let one = |rig: &mut Rig, i: usize| -> Result<()> {
+        match spec.work {
+            Work::TrainStep => rig.step(i),
+            Work::Pgd => rig.pgd(steps).map(drop),
+        }
+    };
     for i in 0..spec.warmup {
-        rig.step(i)?;
+        one(&mut rig, i)?;
     }
     sync(spec.device);
     let start = Instant::now();
     for i in 0..spec.steps {
-        rig.step(spec.warmup + i)?;
+        one(&mut rig, spec.warmup + i)?;
     }
     sync(spec.device);
     let secs = start.elapsed().as_secs_f64();
@@ -180,6 +239,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         dataset: spec.dataset.name().to_string(),
         method: rig.method.name().to_string(),
         inner_steps: inner_steps(&spec.method),
+        work: spec.work,
         device: env.device.clone(),
         device_name: env.gpu.clone().or_else(|| env.cpu.clone()).unwrap_or_else(|| env.device.clone()),
         precision: spec.precision,
@@ -413,6 +473,7 @@ mod tests {
             warmup: 1,
             steps: 2,
             seed: 1,
+            work: Work::TrainStep,
         }
     }
 
@@ -424,6 +485,19 @@ mod tests {
         assert!(r.images_per_second > 0.0 && r.ms_per_step > 0.0);
         assert!((r.images_per_second * r.ms_per_step / 1e3 - 8.0).abs() < 1e-6);
         assert!((r.epoch_seconds - 60_000.0 / r.images_per_second).abs() < 1e-6);
+    }
+
+    #[test]
+    fn pgd_work_times_the_inner_maximisation_and_stays_in_the_ball() {
+        let inner = InnerConfig { steps: 3, ..InnerConfig::default() };
+        let mut s = spec(MethodConfig::At { inner });
+        s.work = Work::Pgd;
+        let r = throughput(&s).unwrap();
+        assert_eq!((r.work, r.inner_steps), (Work::Pgd, 3));
+        let rig = Rig::new(&s).unwrap();
+        let adv = rig.pgd(3).unwrap();
+        let dist = (&adv - &rig.batch.x).abs().max().double_value(&[]);
+        assert!(dist <= 0.3 + 1e-6 && dist > 0.0, "{dist}");
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub enum Command {
     Config(ConfigArgs),
     /// Inspect and maintain the result registry: list, show, verify, export, import, merge, gc.
     Registry(RegistryCmd),
+    /// Render the paper's tables from the registry (reproduced beside published, with
+    /// verdicts and the hashes behind every cell) as Markdown, LaTeX, CSV, JSON and HTML.
+    Report(ReportArgs),
+    /// Place a run or an evaluated external model among every registry entry evaluated under
+    /// the same protocol: ranks per attack, differences and whether they exceed noise.
+    Compare(CompareArgs),
     /// Measure one adversarial-training step (images/s), the largest batch that fits, or
     /// CPU-vs-device agreement, on random data of a dataset's shape.
     Bench(BenchArgs),
@@ -156,9 +162,61 @@ pub struct ReproduceArgs {
     /// Registry and reuse.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Where the preset's report goes (`<out>/<preset>.{md,html,json}`).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `infoat report`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat report --table 2 --format md,tex,html --out paper\n  \
+    infoat report --all\n  \
+    infoat report --run 3f2a91,77c0de --format json --out -")]
+pub struct ReportArgs {
+    /// The result registry.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Paper tables to render, by number (`2`) or as printed (`II`), comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "all")]
+    pub table: Vec<String>,
+    /// Every table the registry has results for, and every published table (the default).
+    #[arg(long)]
+    pub all: bool,
+    /// Only these runs: config hashes or unique prefixes, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub run: Vec<String>,
+    /// Output formats, comma-separated: md, tex, csv, json, html.
+    #[arg(long, value_delimiter = ',', default_value = "md,html,json")]
+    pub format: Vec<String>,
+    /// Output folder (`-` prints the first format on stdout instead).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Leave out published rows that nothing in the registry reproduces.
+    #[arg(long)]
+    pub no_not_run: bool,
+}
+
+/// `infoat compare`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat compare 3f2a91                       (a run: its config hash)\n  \
+    infoat compare 9c1e77 --format md,html --out cmp   (an evaluation key, e.g. of a TorchScript model)")]
+pub struct CompareArgs {
+    /// A run's config hash or an evaluation key (a unique prefix of at least 4 hex digits).
+    pub candidate: String,
+    /// The result registry.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Output formats, comma-separated: md, tex, csv, json, html.
+    #[arg(long, value_delimiter = ',', default_value = "md")]
+    pub format: Vec<String>,
+    /// Output folder; `-` (the default) prints the first format on stdout.
+    #[arg(long, default_value = "-")]
+    pub out: PathBuf,
 }
 
 /// The training methods `infoat bench` can time.
@@ -226,6 +284,9 @@ pub struct BenchArgs {
     /// PGD steps of the inner maximisation (step size eps/4, eps the dataset's).
     #[arg(long, default_value_t = 10)]
     pub inner_steps: usize,
+    /// What one timed step is: a whole training step, or the inner PGD maximisation alone.
+    #[arg(long, value_enum, default_value = "train-step")]
+    pub work: crate::bench::Work,
     /// Images per step (the starting point of --max-batch).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,

@@ -63,6 +63,9 @@ pub enum Error {
     /// A registry-level failure (hashing, canonical form).
     #[error(transparent)]
     Registry(#[from] infoat_registry::Error),
+    /// A report that cannot be built or rendered.
+    #[error("report: {0}")]
+    Report(#[from] infoat_reports::Error),
 }
 
 impl Error {

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use infoat_harness::cli::{
-    BenchArgs, Cli, Command, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, ReproduceArgs, TrainArgs,
+    BenchArgs, Cli, Command, CompareArgs, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, ReportArgs, ReproduceArgs,
+    TrainArgs,
 };
 use infoat_harness::config::RunConfig;
 use infoat_harness::data::Dataset;
@@ -38,6 +39,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(a) => config(a),
         Command::Registry(a) => registry_cmd(a),
         Command::Bench(a) => bench(a),
+        Command::Report(a) => report(a),
+        Command::Compare(a) => compare(a),
         Command::Needs { args } => needs(args),
     }
 }
@@ -71,6 +74,88 @@ fn train(a: TrainArgs, progress: Progress) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2`, `II` or `table2` → `II`.
+fn roman_table(s: &str) -> Result<String> {
+    let t = s.trim().trim_start_matches("table").trim_start_matches("Table").trim();
+    let romans = ["I", "II", "III", "IV", "V", "VI"];
+    if let Ok(n) = t.parse::<usize>() {
+        if (1..=6).contains(&n) {
+            return Ok(romans[n - 1].to_string());
+        }
+    }
+    let up = t.to_ascii_uppercase();
+    romans
+        .iter()
+        .find(|r| **r == up)
+        .map(|r| r.to_string())
+        .with_context(|| format!("unknown table '{s}': the paper has Tables 1-6 (I-VI); e.g. --table 2 or --table II"))
+}
+
+fn report(a: ReportArgs) -> Result<ExitCode> {
+    let registry = Registry::open(&a.registry)?;
+    import_published(&registry)?;
+    let tables = a.table.iter().map(|t| roman_table(t)).collect::<Result<Vec<_>>>()?;
+    let formats =
+        a.format.iter().map(|f| infoat_reports::Format::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let configs = if a.run.is_empty() {
+        None
+    } else {
+        let mut hashes = Vec::new();
+        for prefix in &a.run {
+            let run = pipeline::find_run(&registry, prefix)?;
+            hashes.push(run.record.config_hash.to_hex());
+        }
+        Some(hashes)
+    };
+    let selection =
+        infoat_reports::Selection { tables: tables.clone(), configs, evals: None, include_not_run: !a.no_not_run };
+    let stem = if tables.is_empty() {
+        "tables".to_string()
+    } else {
+        format!("table{}", tables.iter().map(|t| roman_index(t)).collect::<Vec<_>>().join("-"))
+    };
+    let title = if tables.is_empty() {
+        "InfoAT reproduction: every table in the registry".to_string()
+    } else {
+        format!("InfoAT reproduction: Table {}", tables.join(", "))
+    };
+    if a.out.as_os_str() == "-" {
+        let format = *formats.first().context("--format names no format")?;
+        let r =
+            infoat_reports::build(&title, &registry.runs()?, &registry.evals()?, &registry.published()?, &selection)?;
+        print!("{}", infoat_reports::render(&r, format)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for path in pipeline::write_report(&registry, &title, &selection, &formats, &a.out, &stem)? {
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare(a: CompareArgs) -> Result<ExitCode> {
+    let registry = Registry::open(&a.registry)?;
+    let formats =
+        a.format.iter().map(|f| infoat_reports::Format::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let c = infoat_reports::compare(a.candidate.trim(), &registry.runs()?, &registry.evals()?)?;
+    if a.out.as_os_str() == "-" {
+        let format = *formats.first().context("--format names no format")?;
+        print!("{}", infoat_reports::render_comparison(&c, format)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    for format in formats {
+        let path = a.out.join(format!("compare.{}", format.extension()));
+        infoat_registry::blobs::write_atomic(&path, infoat_reports::render_comparison(&c, format)?.as_bytes())?;
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn roman_index(t: &str) -> String {
+    let romans = ["I", "II", "III", "IV", "V", "VI"];
+    romans.iter().position(|r| *r == t).map_or_else(|| t.to_string(), |i| (i + 1).to_string())
 }
 
 fn bench(a: BenchArgs) -> Result<ExitCode> {
@@ -124,6 +209,7 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         warmup: a.warmup,
         steps: a.steps,
         seed: a.seed,
+        work: a.work,
     };
     if a.max_batch {
         let found = bench::max_batch(&spec, a.max_batch_limit, 8)?;
@@ -146,10 +232,11 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} {} (PGD-{}) on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch)",
+            "{} {} (PGD-{}{}) on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch)",
             r.arch,
             r.method,
             r.inner_steps,
+            if r.work == infoat_harness::bench::Work::Pgd { ", inner maximisation only" } else { "" },
             r.device,
             r.device_name,
             r.precision,
@@ -253,10 +340,31 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
         rows.push(out);
     }
     let missed: usize = rows.iter().map(|r| r.missed.len()).sum();
+    let selection = infoat_reports::Selection {
+        tables: Vec::new(),
+        configs: Some(rows.iter().map(|r| r.config_hash.to_hex()).collect()),
+        evals: Some(rows.iter().map(|r| r.eval_key.to_hex()).collect()),
+        include_not_run: false,
+    };
+    use infoat_reports::Format;
+    let report = pipeline::write_report(
+        &registry,
+        &format!("Preset {}: {}", preset.name, preset.description),
+        &selection,
+        &[Format::Md, Format::Html, Format::Json],
+        &a.out,
+        &preset.name,
+    )
+    .context("writing the preset's report")?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": rows }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": rows, "report": report }))?
+        );
     } else {
         print_preset_table(&preset, &rows);
+        let paths: Vec<String> = report.iter().map(|p| p.display().to_string()).collect();
+        println!("report: {}", paths.join(", "));
     }
     Ok(if missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -804,3 +804,26 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         sanity: report.sanity,
     })
 }
+
+/// Renders the report of `selection` from `registry` into `out_dir` as `<stem>.<ext>` for each
+/// of `formats` (issue 6); returns the files written. Files are written atomically.
+pub fn write_report(
+    registry: &Registry,
+    title: &str,
+    selection: &infoat_reports::Selection,
+    formats: &[infoat_reports::Format],
+    out_dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>> {
+    let report =
+        infoat_reports::build(title, &registry.runs()?, &registry.evals()?, &registry.published()?, selection)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let mut written = Vec::new();
+    for &format in formats {
+        let text = infoat_reports::render(&report, format)?;
+        let path = out_dir.join(format!("{stem}.{}", format.extension()));
+        infoat_registry::blobs::write_atomic(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}

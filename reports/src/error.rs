@@ -27,6 +27,24 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Bad input to a report (unknown format, malformed tolerances).
+    #[error("{0}")]
+    Invalid(String),
+    /// A registry record that cannot be read or hashed.
+    #[error("registry: {0}")]
+    Registry(#[from] infoat_registry::Error),
+    /// The aggregation failed.
+    #[error("aggregation (polars): {0}")]
+    Polars(#[from] polars::error::PolarsError),
+    /// A template failed to render.
+    #[error("template: {0}")]
+    Template(String),
+    /// JSON serialisation failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// CSV serialisation failed.
+    #[error("csv: {0}")]
+    Csv(#[from] csv::Error),
 }
 
 /// The reports crate's result type.

@@ -1,11 +1,23 @@
 //! # infoat-reports
 //!
-//! The paper's published numbers (Tables I–VI, transcribed under `fixtures/paper/`) as typed
-//! records, so every reproduced cell can be put beside the number it reproduces. Rendering
-//! (polars + tera) builds on these. No libtorch.
+//! The artefacts reviewers read (issue 6): the registry's runs and evaluations aggregated over
+//! seeds with polars ([`aggregate`]), joined with the paper's published numbers ([`paper`],
+//! Tables I–VI transcribed under `fixtures/paper/`), judged cell by cell against tolerances
+//! that are data (`fixtures/reports/tolerances.toml`), laid out as the paper's tables
+//! ([`grid`]) and rendered through tera templates as Markdown, LaTeX, CSV, JSON and HTML with
+//! SVG plots ([`mod@render`]). No libtorch.
 
+pub mod aggregate;
+pub mod compare;
 mod error;
+pub mod grid;
+pub mod observations;
 pub mod paper;
+pub mod plots;
+pub mod render;
 
+pub use aggregate::{Cell, Tolerances, Verdict};
+pub use compare::{compare, Comparison};
 pub use error::{Error, Result};
 pub use paper::{PaperTable, Published};
+pub use render::{build, render, render_comparison, Format, Report, Selection};

@@ -1,0 +1,269 @@
+//! Placing a new defense among everything in the registry (issue 6 "Comparing a new defense"):
+//! the candidate's evaluation protocol (dataset, architecture or "external", eps, attack suite,
+//! subset) selects every registry entry evaluated the same way; entries aggregate over seeds,
+//! rank per metric, and each baseline's difference to the candidate is tested against noise.
+//!
+//! Noise: with n ≥ 2 seeds an entry's standard error is std/√n; with one seed it is the
+//! binomial standard error √(p(1−p)/N) of an accuracy on N examples. A difference "exceeds
+//! noise" when |Δ| > 1.96 · √(se_candidate² + se_baseline²).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use infoat_registry::{EvalRecord, RunRecord};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::grid::{metric_header, METRIC_ORDER};
+use crate::observations::{arch_label, dataset_label, method_label, recipe_hash};
+use crate::{Error, Result};
+
+/// One model's numbers under a protocol, aggregated over seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Label (method, or the external model's file name).
+    pub label: String,
+    /// Architecture label or `external`.
+    pub arch: String,
+    /// True for the candidate.
+    pub candidate: bool,
+    /// Per metric: mean (fraction), std, n, standard error.
+    pub metrics: BTreeMap<String, Stat>,
+    /// Config hashes (empty for external models).
+    pub config_hashes: Vec<String>,
+    /// Model hashes (checkpoint digest or TorchScript sha256).
+    pub model_hashes: Vec<String>,
+    /// The entry's evaluations tripped sanity checks.
+    pub flagged: bool,
+}
+
+/// A mean with its spread.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Stat {
+    /// Mean over seeds, fraction in [0, 1].
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub std: f64,
+    /// Seeds.
+    pub n: usize,
+    /// Standard error (see the module docs).
+    pub se: f64,
+    /// Examples per evaluation.
+    pub examples: usize,
+}
+
+/// One cell of the comparison: a baseline's value, rank and difference to the candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareCell {
+    /// Value in percent.
+    pub value: Option<f64>,
+    /// Rank within the column (1 = most robust).
+    pub rank: Option<usize>,
+    /// Candidate − this entry, in percentage points (None for the candidate itself).
+    pub diff: Option<f64>,
+    /// |diff| exceeds noise.
+    pub significant: bool,
+}
+
+/// A comparison row.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow {
+    /// The entry.
+    pub entry: Entry,
+    /// Cells in column order.
+    pub cells: Vec<CompareCell>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The candidate's label.
+    pub candidate: String,
+    /// The shared protocol.
+    pub protocol: String,
+    /// Metric ids in column order.
+    pub metrics: Vec<String>,
+    /// Column headings.
+    pub headers: Vec<String>,
+    /// Rows, candidate first, then by the last column's rank.
+    pub rows: Vec<CompareRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Protocol {
+    data: String,
+    subset: String,
+    suite: String,
+    arch: String,
+}
+
+fn protocol_of(e: &EvalRecord, arch: &str) -> Protocol {
+    Protocol {
+        data: e.key.data.clone(),
+        subset: e.key.subset.clone(),
+        suite: e.key.suite_hash.to_hex(),
+        arch: arch.to_string(),
+    }
+}
+
+/// What one evaluation contributes: (entry key, label, arch label, config hash, model hash).
+fn identify(e: &EvalRecord, runs: &BTreeMap<String, &RunRecord>) -> Result<(String, String, String, String)> {
+    if let Some(run) = e.config_hash.and_then(|h| runs.get(&h.to_hex())) {
+        let c = &run.config;
+        let kind = c.pointer("/method/kind").and_then(Value::as_str).unwrap_or("unknown");
+        let arch = c.pointer("/model/arch").and_then(Value::as_str).unwrap_or("unknown");
+        let recipe = recipe_hash(c)?;
+        return Ok((
+            recipe.clone(),
+            format!("{} [{}]", method_label(kind), &recipe[..8]),
+            arch_label(arch),
+            run.config_hash.to_hex(),
+        ));
+    }
+    let path = e.model.get("path").and_then(Value::as_str).unwrap_or("model");
+    let name = std::path::Path::new(path).file_name().map_or(path.to_string(), |n| n.to_string_lossy().into_owned());
+    let arch = e.model.get("arch").and_then(Value::as_str).map_or("external".to_string(), arch_label);
+    Ok((e.key.model_hash.to_hex(), format!("{name} [{}]", &e.key.model_hash.to_hex()[..8]), arch, String::new()))
+}
+
+fn examples(subset: &str) -> (usize, usize) {
+    let (c, a) = subset.split_once('/').unwrap_or((subset, subset));
+    (c.parse().unwrap_or(0), a.parse().unwrap_or(0))
+}
+
+/// Compares `candidate` — a run's config hash or an evaluation key hash, full or a unique
+/// prefix — with every registry entry evaluated under its protocol.
+pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Comparison> {
+    let complete: BTreeMap<String, &RunRecord> =
+        runs.iter().filter(|r| r.is_complete()).map(|r| (r.config_hash.to_hex(), r)).collect();
+    let key_hashes: Vec<String> = evals.iter().map(|e| e.key.hash().map(|h| h.to_hex())).collect::<Result<_, _>>()?;
+    let by_run: Vec<usize> =
+        (0..evals.len()).filter(|&i| evals[i].config_hash.is_some_and(|h| h.to_hex().starts_with(candidate))).collect();
+    let by_key: Vec<usize> = (0..evals.len()).filter(|&i| key_hashes[i].starts_with(candidate)).collect();
+    let picked = if !by_run.is_empty() { by_run } else { by_key };
+    if candidate.len() < 4 || picked.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no evaluation in the registry belongs to '{candidate}': give a run's config hash or an evaluation key \
+             (at least 4 hex digits; see `infoat registry ls`), and evaluate it first with `infoat eval`"
+        )));
+    }
+    // The candidate's latest evaluation decides the protocol.
+    let cand = *picked.iter().max_by_key(|&&i| (&evals[i].attempt, i)).expect("non-empty");
+    let (cand_key, cand_label, cand_arch, _) = identify(&evals[cand], &complete)?;
+    let arch_for_protocol = if evals[cand].config_hash.is_some() { cand_arch.clone() } else { "external".into() };
+    let protocol = protocol_of(&evals[cand], &arch_for_protocol);
+
+    // Latest evaluation per model under the protocol.
+    let mut latest: BTreeMap<String, &EvalRecord> = BTreeMap::new();
+    for e in evals {
+        let (_, _, arch, _) = identify(e, &complete)?;
+        let p = protocol_of(e, if protocol.arch == "external" { "external" } else { &arch });
+        if p != protocol {
+            continue;
+        }
+        let id = e.key.model_hash.to_hex();
+        if latest.get(&id).is_none_or(|old| old.attempt < e.attempt) {
+            latest.insert(id, e);
+        }
+    }
+    // Group models into entries (a recipe's seeds together).
+    let mut groups: BTreeMap<String, Vec<&EvalRecord>> = BTreeMap::new();
+    let mut info: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for e in latest.values() {
+        let (key, label, arch, _) = identify(e, &complete)?;
+        info.insert(key.clone(), (label, arch));
+        groups.entry(key).or_default().push(e);
+    }
+    let (n_clean, n_attacked) = examples(&protocol.subset);
+    let mut metric_ids: BTreeSet<String> = BTreeSet::new();
+    let mut entries = Vec::new();
+    for (key, es) in &groups {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for e in es {
+            values.entry("natural".into()).or_default().push(e.clean_acc);
+            for (a, r) in &e.attacks {
+                values.entry(a.clone()).or_default().push(r.robust_acc);
+            }
+        }
+        let metrics = values
+            .into_iter()
+            .map(|(m, v)| {
+                metric_ids.insert(m.clone());
+                let n = v.len();
+                let mean = v.iter().sum::<f64>() / n as f64;
+                let std = if n >= 2 {
+                    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+                } else {
+                    0.0
+                };
+                let examples = if m == "natural" { n_clean } else { n_attacked };
+                let se = if n >= 2 {
+                    std / (n as f64).sqrt()
+                } else {
+                    (mean * (1.0 - mean) / examples.max(1) as f64).sqrt()
+                };
+                (m, Stat { mean, std, n, se, examples })
+            })
+            .collect();
+        let (label, arch) = info[key].clone();
+        let mut config_hashes: Vec<String> = es.iter().filter_map(|e| e.config_hash.map(|h| h.to_hex())).collect();
+        config_hashes.sort();
+        let mut model_hashes: Vec<String> = es.iter().map(|e| e.key.model_hash.to_hex()).collect();
+        model_hashes.sort();
+        entries.push(Entry {
+            label,
+            arch,
+            candidate: *key == cand_key,
+            metrics,
+            config_hashes,
+            model_hashes,
+            flagged: es.iter().any(|e| !e.sanity.is_empty()),
+        });
+    }
+    let mut metrics: Vec<String> = metric_ids.into_iter().collect();
+    metrics.sort_by_key(|m| (METRIC_ORDER.iter().position(|o| o == m).unwrap_or(METRIC_ORDER.len()), m.clone()));
+    let cand_entry = entries.iter().find(|e| e.candidate).cloned().expect("the candidate is under its own protocol");
+    let mut rows: Vec<CompareRow> = entries
+        .iter()
+        .map(|e| {
+            let cells = metrics
+                .iter()
+                .map(|m| {
+                    let Some(s) = e.metrics.get(m) else {
+                        return CompareCell { value: None, rank: None, diff: None, significant: false };
+                    };
+                    let rank = 1 + entries
+                        .iter()
+                        .filter(|o| o.metrics.get(m).is_some_and(|x| x.mean > s.mean + 1e-12))
+                        .count();
+                    let (diff, significant) = match (e.candidate, cand_entry.metrics.get(m)) {
+                        (false, Some(c)) => {
+                            let d = c.mean - s.mean;
+                            (Some(100.0 * d), d.abs() > 1.96 * (c.se.powi(2) + s.se.powi(2)).sqrt())
+                        }
+                        _ => (None, false),
+                    };
+                    CompareCell { value: Some(100.0 * s.mean), rank: Some(rank), diff, significant }
+                })
+                .collect();
+            CompareRow { entry: e.clone(), cells }
+        })
+        .collect();
+    let last = metrics.len().saturating_sub(1);
+    rows.sort_by_key(|r| {
+        (!r.entry.candidate, r.cells.get(last).and_then(|c| c.rank).unwrap_or(usize::MAX), r.entry.label.clone())
+    });
+    let (ds, _) = protocol.data.split_once('/').unwrap_or((&protocol.data, ""));
+    let eps = evals[cand].suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
+    Ok(Comparison {
+        candidate: cand_label,
+        protocol: format!(
+            "{} test, clean on {n_clean}, attacks on the first {n_attacked}, L∞ eps {eps:.6}, {}, suite {}",
+            dataset_label(ds),
+            if protocol.arch == "external" { "any architecture".to_string() } else { protocol.arch.clone() },
+            &protocol.suite[..12]
+        ),
+        headers: metrics.iter().map(|m| metric_header(m)).collect(),
+        metrics,
+        rows,
+    })
+}

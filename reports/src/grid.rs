@@ -1,0 +1,317 @@
+//! Cells arranged the way the paper prints its tables: one grid per (table, dataset, arch,
+//! protocol), rows = methods in the paper's order, columns = metrics in the paper's order, the
+//! best value per column marked as the paper marks it in bold, and the hashes and environments
+//! behind every row.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::aggregate::{Cell, Tolerances, Verdict};
+
+/// The paper's column order; metrics it does not print follow in this order, then by name.
+pub const METRIC_ORDER: [&str; 22] = [
+    "natural",
+    "fgsm",
+    "pgd20",
+    "pgd100",
+    "pgd_plus",
+    "cw20",
+    "cw100",
+    "bpda",
+    "infopgd20",
+    "aa",
+    "apgd_ce",
+    "apgd_t",
+    "fab_t",
+    "square",
+    "spsa128",
+    "spsa256",
+    "spsa512",
+    "spsa1024",
+    "adbd",
+    "rob_acc",
+    "worst_case",
+    "mine",
+];
+
+/// The paper's row order.
+pub const METHOD_ORDER: [&str; 10] =
+    ["Natural", "GanDef", "AT", "TRADES", "MART", "MART+", "UAT++", "RST", "InfoAT", ""];
+
+/// How the paper heads a metric column.
+pub fn metric_header(id: &str) -> String {
+    match id {
+        "natural" => "Natural",
+        "fgsm" => "FGSM",
+        "pgd20" => "PGD-20",
+        "pgd100" => "PGD-100",
+        "pgd_plus" => "PGD+",
+        "cw20" => "CW∞-20",
+        "cw100" => "CW∞-100",
+        "bpda" => "BPDA",
+        "infopgd20" => "InfoPGD-20",
+        "aa" => "AA",
+        "apgd_ce" => "APGD-CE",
+        "apgd_t" => "APGD-T",
+        "fab_t" => "FAB-T",
+        "square" => "Square",
+        "spsa128" => "SPSA-128",
+        "spsa256" => "SPSA-256",
+        "spsa512" => "SPSA-512",
+        "spsa1024" => "SPSA-1024",
+        "adbd" => "ADBD",
+        "rob_acc" => "Rob. Acc.",
+        other => other,
+    }
+    .to_string()
+}
+
+fn rank<T: PartialEq>(order: &[T], x: &T) -> usize {
+    order.iter().position(|o| o == x).unwrap_or(order.len())
+}
+
+/// One cell as a grid shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridCell {
+    /// The reproduced value in the paper's units (percent; ADBD as a distance), or `None`.
+    pub value: Option<f64>,
+    /// Standard deviation over seeds (same units), when n ≥ 2.
+    pub std: Option<f64>,
+    /// Seeds.
+    pub n: usize,
+    /// The published value (same units), when the protocol matches.
+    pub published: Option<f64>,
+    /// Verdict label.
+    pub verdict: String,
+    /// One character for the verdict in plain-text formats.
+    pub mark: String,
+    /// Best reproduced value of its column.
+    pub best: bool,
+    /// Best published value of its column.
+    pub published_best: bool,
+    /// Decimal places to print.
+    pub decimals: usize,
+}
+
+/// A row: one method (recipe) and its cells in column order.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridRow {
+    /// Method label.
+    pub method: String,
+    /// Cells, one per column.
+    pub cells: Vec<GridCell>,
+    /// Config hashes behind the row.
+    pub config_hashes: Vec<String>,
+    /// Checkpoint hashes behind the row.
+    pub checkpoint_hashes: Vec<String>,
+    /// Sanity flags of the row's evaluations.
+    pub flags: Vec<String>,
+}
+
+/// One table as the paper lays it out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Grid {
+    /// Paper table (`II`, …).
+    pub table: String,
+    /// Dataset label.
+    pub dataset: String,
+    /// Architecture label.
+    pub arch: String,
+    /// The evaluation protocol of the reproduced cells (empty when nothing was reproduced).
+    pub protocol: String,
+    /// A caption.
+    pub caption: String,
+    /// Metric ids, in column order.
+    pub metrics: Vec<String>,
+    /// Column headings.
+    pub headers: Vec<String>,
+    /// Rows in the paper's method order.
+    pub rows: Vec<GridRow>,
+    /// Environments that trained the rows' models.
+    pub environments: Vec<String>,
+    /// Remarks a reader needs (protocol mismatches, flags).
+    pub notes: Vec<String>,
+    /// Whether any cell has a published number.
+    pub has_published: bool,
+}
+
+fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Reproduced => "✓",
+        Verdict::Below => "↓",
+        Verdict::Above => "↑",
+        Verdict::NotRun => "–",
+        Verdict::Flagged => "⚠",
+        Verdict::Unpublished => "",
+    }
+}
+
+fn display(metric: &str, v: f64) -> f64 {
+    if metric == "adbd" {
+        v
+    } else {
+        100.0 * v
+    }
+}
+
+/// Arranges `cells` into grids. Cells of a published table that nothing reproduced join the
+/// grid of the same table, dataset and architecture.
+pub fn grids(cells: &[Cell], tol: &Tolerances) -> Vec<Grid> {
+    type Key = (String, String, String, String);
+    let mut groups: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
+    for c in cells.iter().filter(|c| c.verdict != Verdict::NotRun) {
+        groups.entry((c.table.clone(), c.dataset.clone(), c.arch.clone(), c.protocol.clone())).or_default().push(c);
+    }
+    for c in cells.iter().filter(|c| c.verdict == Verdict::NotRun) {
+        let target = groups
+            .keys()
+            .find(|(t, d, a, p)| {
+                *t == c.table
+                    && *d == c.dataset
+                    && *a == c.arch
+                    && groups[&(t.clone(), d.clone(), a.clone(), p.clone())].iter().any(|x| x.published.is_some())
+            })
+            .cloned()
+            .unwrap_or((c.table.clone(), c.dataset.clone(), c.arch.clone(), String::new()));
+        groups.entry(target).or_default().push(c);
+    }
+    let mut out: Vec<Grid> = groups.into_iter().map(|(key, cells)| grid(key, &cells, tol)).collect();
+    out.sort_by_key(|g| (roman_rank(&g.table), g.dataset.clone(), g.arch.clone(), g.protocol.clone()));
+    out
+}
+
+fn roman_rank(t: &str) -> usize {
+    rank(&["I", "II", "III", "IV", "V", "VI"], &t)
+}
+
+fn grid((table, dataset, arch, protocol): (String, String, String, String), cells: &[&Cell], tol: &Tolerances) -> Grid {
+    let mut metrics: Vec<String> =
+        cells.iter().map(|c| c.metric.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    metrics.sort_by_key(|m| (rank(&METRIC_ORDER, &m.as_str()), m.clone()));
+    let mut methods: Vec<String> =
+        cells.iter().map(|c| c.method.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let base = |m: &str| m.split(" [").next().unwrap_or(m).to_string();
+    methods.sort_by_key(|m| (rank(&METHOD_ORDER, &base(m).as_str()), m.clone()));
+
+    let find = |method: &str, metric: &str| cells.iter().find(|c| c.method == method && c.metric == metric);
+    let best = |metric: &str, published: bool| -> Option<f64> {
+        cells
+            .iter()
+            .filter(|c| c.metric == metric)
+            .filter_map(|c| {
+                if published {
+                    c.published
+                } else {
+                    // A flagged number may overstate robustness: it is never marked best.
+                    c.value.filter(|_| !matches!(c.verdict, Verdict::NotRun | Verdict::Flagged))
+                }
+            })
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let mut rows = Vec::new();
+    let mut environments = BTreeSet::new();
+    for method in &methods {
+        let mut row = GridRow {
+            method: method.clone(),
+            cells: Vec::new(),
+            config_hashes: Vec::new(),
+            checkpoint_hashes: Vec::new(),
+            flags: Vec::new(),
+        };
+        for metric in &metrics {
+            let decimals = if metric == "adbd" { 4 } else { 2 };
+            let cell = match find(method, metric) {
+                Some(c) => {
+                    let reproduced = c.value.filter(|_| c.verdict != Verdict::NotRun);
+                    for h in &c.config_hashes {
+                        if !row.config_hashes.contains(h) {
+                            row.config_hashes.push(h.clone());
+                        }
+                    }
+                    for h in &c.checkpoint_hashes {
+                        if !row.checkpoint_hashes.contains(h) {
+                            row.checkpoint_hashes.push(h.clone());
+                        }
+                    }
+                    for f in &c.flags {
+                        if !row.flags.contains(f) {
+                            row.flags.push(f.clone());
+                        }
+                    }
+                    environments.extend(c.environments.iter().cloned());
+                    GridCell {
+                        value: reproduced.map(|v| display(metric, v)),
+                        std: c.std.filter(|_| c.n >= 2).map(|s| display(metric, s)),
+                        n: c.n,
+                        published: c.published.map(|p| display(metric, p)),
+                        verdict: c.verdict.label().to_string(),
+                        mark: mark(c.verdict).to_string(),
+                        best: c.verdict != Verdict::Flagged
+                            && reproduced.is_some()
+                            && reproduced == best(metric, false),
+                        published_best: c.published.is_some() && c.published == best(metric, true),
+                        decimals,
+                    }
+                }
+                None => GridCell {
+                    value: None,
+                    std: None,
+                    n: 0,
+                    published: None,
+                    verdict: String::new(),
+                    mark: String::new(),
+                    best: false,
+                    published_best: false,
+                    decimals,
+                },
+            };
+            row.cells.push(cell);
+        }
+        rows.push(row);
+    }
+    let has_published = cells.iter().any(|c| c.published.is_some());
+    let reproduced = cells.iter().any(|c| c.verdict != Verdict::NotRun);
+    let mut notes = Vec::new();
+    match tol.paper_eps.get(&dataset) {
+        None if reproduced => notes.push(format!(
+            "The paper evaluates no {dataset} models, so no published number is shown: this grid follows the layout \
+             of the paper's Table {table} (CIFAR-10, eps 8/255), a different protocol."
+        )),
+        Some(_) if reproduced && !has_published => notes.push(format!(
+            "These {dataset} evaluations do not use the paper's protocol (eps or table layout differ), so published \
+             numbers are not shown beside them."
+        )),
+        _ => {}
+    }
+    if cells.iter().any(|c| c.verdict == Verdict::NotRun) {
+        notes.push("Rows or cells marked – are published but not in the registry (verdict `not run`).".into());
+    }
+    if cells.iter().any(|c| c.verdict == Verdict::Flagged) {
+        notes.push(
+            "⚠ FLAGGED: an evaluation behind the cell tripped a sanity check (see the row's flags); its number may \
+             overstate robustness."
+                .into(),
+        );
+    }
+    let what = match table.as_str() {
+        "III" => "robust accuracy (%) under SPSA",
+        "IV" => "RayS: average decision-boundary distance and robust accuracy (%)",
+        "I" => "InfoAT with MINE: natural and PGD-20 accuracy (%)",
+        _ => "clean and white-box robust accuracy (%)",
+    };
+    let caption = format!("Table {table}-style: {what}, {dataset}, {arch}");
+    Grid {
+        table,
+        dataset,
+        arch,
+        protocol,
+        caption,
+        headers: metrics.iter().map(|m| metric_header(m)).collect(),
+        metrics,
+        rows,
+        environments: environments.into_iter().collect(),
+        notes,
+        has_published,
+    }
+}

@@ -1,0 +1,223 @@
+//! From registry records to observations: one number per (trained model, evaluation protocol,
+//! metric), labelled the way the paper's tables label rows and columns, with the hashes that
+//! trace it back to a config and a checkpoint.
+//!
+//! A row of a table is a *recipe*: a run config without its seed (and without where it ran),
+//! so the seeds of one recipe aggregate into one cell while two InfoAT variants that differ in a
+//! hyperparameter stay apart. Only complete runs count; of several attempts of one config the
+//! latest complete one is used, and of several attempts of one evaluation the latest.
+
+use std::collections::BTreeMap;
+
+use infoat_registry::{canonical_json, ContentHash, EvalRecord, Hasher, RunRecord};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Result;
+
+/// One reproduced number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Observation {
+    /// The paper table whose layout it belongs in (`II`, `V`, `VI`, …).
+    pub table: String,
+    /// Dataset as the paper prints it (`CIFAR-10`, `MNIST`).
+    pub dataset: String,
+    /// Architecture as the paper prints it (`ResNet-18`, `SmallCNN`).
+    pub arch: String,
+    /// Method as the paper prints it (`AT`, `InfoAT`), with the recipe prefix when two recipes
+    /// of one method meet in a table.
+    pub method: String,
+    /// The recipe: hash of the config without seed and device.
+    pub recipe: String,
+    /// The evaluation protocol: dataset split, subset sizes, eps, attack-suite hash.
+    pub protocol: String,
+    /// The L∞ radius of the attacks.
+    pub eps: f64,
+    /// `natural` or an attack id.
+    pub metric: String,
+    /// Accuracy as a fraction in [0, 1].
+    pub value: f64,
+    /// The run's seed.
+    pub seed: u64,
+    /// The run's config hash.
+    pub config_hash: String,
+    /// The evaluated checkpoint.
+    pub checkpoint_hash: String,
+    /// The evaluation's key hash.
+    pub eval_key: String,
+    /// The evaluation tripped a sanity check.
+    pub flagged: bool,
+    /// The sanity checks, `check: message`.
+    pub flags: Vec<String>,
+    /// Where it was trained (device, GPU or CPU model, libtorch, harness version and commit).
+    pub environment: String,
+}
+
+/// The paper's spelling of a dataset id of the harness.
+pub fn dataset_label(id: &str) -> String {
+    match id {
+        "mnist" => "MNIST",
+        "fashion_mnist" => "Fashion-MNIST",
+        "cifar10" => "CIFAR-10",
+        "cifar100" => "CIFAR-100",
+        "svhn" => "SVHN",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The paper's spelling of an architecture id.
+pub fn arch_label(id: &str) -> String {
+    match id {
+        "smallcnn" => "SmallCNN",
+        "resnet18" => "ResNet-18",
+        "wrn34_10" => "WRN-34-10",
+        "wrn28_10" => "WRN-28-10",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The paper's spelling of a method kind.
+pub fn method_label(kind: &str) -> String {
+    match kind {
+        "natural" => "Natural",
+        "at" => "AT",
+        "trades" => "TRADES",
+        "mart" => "MART",
+        "mart_plus" => "MART+",
+        "gandef" => "GanDef",
+        "infoat" => "InfoAT",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The table whose layout a white-box grid of `arch` follows (II: ResNet-18 and the CPU
+/// architectures, V: WRN-34-10, VI: WRN-28-10).
+pub fn whitebox_table(arch_id: &str) -> &'static str {
+    match arch_id {
+        "wrn34_10" => "V",
+        "wrn28_10" => "VI",
+        _ => "II",
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// The recipe hash of a resolved config: everything but `seed` and `device`.
+pub fn recipe_hash(config: &Value) -> Result<String> {
+    let mut c = config.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("seed");
+        o.remove("device");
+    }
+    let mut h = Hasher::new("infoat-recipe-v1");
+    h.str(&canonical_json(&c)?);
+    Ok(h.finish().to_hex())
+}
+
+fn environment(r: &RunRecord) -> String {
+    let e = &r.env;
+    let hw = e.gpu.clone().or_else(|| e.cpu.clone()).unwrap_or_default();
+    format!(
+        "{} ({hw}), libtorch {}, {} threads, infoat {} @ {}",
+        e.device,
+        e.libtorch,
+        e.threads,
+        e.harness_version,
+        &e.git_commit[..e.git_commit.len().min(12)]
+    )
+}
+
+fn protocol(e: &EvalRecord, eps: f64) -> String {
+    let split = e.key.data.split('/').take(2).collect::<Vec<_>>().join("/");
+    let (clean, attacked) = e.key.subset.split_once('/').unwrap_or((e.key.subset.as_str(), e.key.subset.as_str()));
+    format!(
+        "{split}: clean on {clean}, attacks on the first {attacked}, L∞ eps {eps:.6}, suite {}",
+        &e.key.suite_hash.to_hex()[..12]
+    )
+}
+
+/// Every observation the registry's records support: each evaluation of a complete run's final
+/// checkpoint gives its clean accuracy (`natural`) and one number per attack.
+pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observation>> {
+    // Latest complete attempt per config.
+    let mut latest: BTreeMap<ContentHash, &RunRecord> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.is_complete()) {
+        let keep = latest.get(&r.config_hash).is_none_or(|old| old.attempt < r.attempt);
+        if keep {
+            latest.insert(r.config_hash, r);
+        }
+    }
+    // Latest attempt per (checkpoint, protocol).
+    let mut chosen: BTreeMap<(ContentHash, String), &EvalRecord> = BTreeMap::new();
+    for e in evals {
+        let Some(cfg) = e.config_hash else { continue };
+        let Some(run) = latest.get(&cfg) else { continue };
+        if run.checkpoint_hash != Some(e.key.model_hash) {
+            continue;
+        }
+        let eps = e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let key = (e.key.model_hash, protocol(e, eps));
+        let keep = chosen.get(&key).is_none_or(|old| old.attempt < e.attempt);
+        if keep {
+            chosen.insert(key, e);
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, proto), e) in chosen {
+        let run = latest[&e.config_hash.expect("invariant: filtered above")];
+        let c = &run.config;
+        let dataset_id = str_at(c, &["data", "dataset"]).unwrap_or("unknown");
+        let arch_id = str_at(c, &["model", "arch"]).unwrap_or("unknown");
+        let kind = str_at(c, &["method", "kind"]).unwrap_or("unknown");
+        let eps = e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let flags: Vec<String> = e.sanity.iter().map(|s| format!("{}: {}", s.check, s.message)).collect();
+        let base = Observation {
+            table: whitebox_table(arch_id).to_string(),
+            dataset: dataset_label(dataset_id),
+            arch: arch_label(arch_id),
+            method: method_label(kind),
+            recipe: recipe_hash(c)?[..12].to_string(),
+            protocol: proto.clone(),
+            eps,
+            metric: "natural".into(),
+            value: e.clean_acc,
+            seed: c.get("seed").and_then(Value::as_u64).unwrap_or(0),
+            config_hash: run.config_hash.to_hex(),
+            checkpoint_hash: e.key.model_hash.to_hex(),
+            eval_key: e.key.hash()?.to_hex(),
+            flagged: !flags.is_empty(),
+            flags,
+            environment: environment(run),
+        };
+        for (attack, r) in &e.attacks {
+            out.push(Observation { metric: attack.clone(), value: r.robust_acc, ..base.clone() });
+        }
+        out.push(base);
+    }
+    disambiguate(&mut out);
+    Ok(out)
+}
+
+/// Two recipes of one method in one grid get the recipe prefix in their label.
+fn disambiguate(obs: &mut [Observation]) {
+    let mut recipes: BTreeMap<(String, String, String, String, String), Vec<String>> = BTreeMap::new();
+    for o in obs.iter() {
+        let v = recipes
+            .entry((o.table.clone(), o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone()))
+            .or_default();
+        if !v.contains(&o.recipe) {
+            v.push(o.recipe.clone());
+        }
+    }
+    for o in obs.iter_mut() {
+        let k = (o.table.clone(), o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone());
+        if recipes[&k].len() > 1 {
+            o.method = format!("{} [{}]", o.method, &o.recipe[..8]);
+        }
+    }
+}

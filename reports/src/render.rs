@@ -1,0 +1,363 @@
+//! A report: the grids built from the registry, and its renderings (issue 6 "Rendering") in
+//! Markdown, LaTeX (booktabs), CSV, JSON and a standalone HTML page with SVG plots. Every
+//! table goes through a tera template embedded in the binary; CSV and JSON are serialisations
+//! of the cells.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use infoat_registry::{EvalRecord, PublishedRecord, RunRecord};
+use serde::Serialize;
+use tera::{Context, Tera, Value};
+
+use crate::aggregate::{cells, Cell, Tolerances, Verdict};
+use crate::grid::{grids, Grid};
+use crate::observations::collect;
+use crate::plots;
+use crate::{Error, Result};
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// GitHub-flavoured Markdown.
+    Md,
+    /// LaTeX with booktabs.
+    Tex,
+    /// CSV, one line per cell.
+    Csv,
+    /// JSON, a list of cells.
+    Json,
+    /// A standalone HTML page with SVG plots.
+    Html,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 5] = [Format::Md, Format::Tex, Format::Csv, Format::Json, Format::Html];
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Md => "md",
+            Format::Tex => "tex",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Html => "html",
+        }
+    }
+
+    /// Parses an extension-like name (`md`, `tex`, `csv`, `json`, `html`).
+    pub fn parse(s: &str) -> Result<Format> {
+        Format::ALL.into_iter().find(|f| f.extension() == s.trim()).ok_or_else(|| {
+            Error::Invalid(format!("unknown report format '{s}': expected one of md, tex, csv, json, html"))
+        })
+    }
+}
+
+/// Which records a report covers.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these paper tables (`II`, `V`, …); all when empty.
+    pub tables: Vec<String>,
+    /// Only runs with these config hashes (full hex); all when `None`.
+    pub configs: Option<Vec<String>>,
+    /// Only evaluations with these key hashes (full hex); all when `None`.
+    pub evals: Option<Vec<String>>,
+    /// Add `not run` cells for published numbers nothing reproduces (of the selected tables).
+    pub include_not_run: bool,
+}
+
+/// One grid with its plots.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridView {
+    /// The table.
+    pub grid: Grid,
+    /// Bar chart SVG (empty when there is nothing to plot).
+    pub bars: String,
+    /// Training-curve SVGs.
+    pub curves: Vec<String>,
+}
+
+/// A rendered-ready report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Page title.
+    pub title: String,
+    /// One paragraph on what the report holds.
+    pub summary: String,
+    /// The grids with their plots.
+    pub grids: Vec<GridView>,
+    /// Every cell (the JSON form).
+    pub cells: Vec<Cell>,
+    /// The reports crate version.
+    pub version: String,
+}
+
+/// Builds the report of `selection` from registry records.
+pub fn build(
+    title: &str,
+    runs: &[RunRecord],
+    evals: &[EvalRecord],
+    published: &[PublishedRecord],
+    selection: &Selection,
+) -> Result<Report> {
+    let tol = Tolerances::embedded()?;
+    let mut obs = collect(runs, evals)?;
+    if let Some(keep) = &selection.configs {
+        obs.retain(|o| keep.contains(&o.config_hash));
+    }
+    if let Some(keep) = &selection.evals {
+        obs.retain(|o| keep.contains(&o.eval_key));
+    }
+    if !selection.tables.is_empty() {
+        obs.retain(|o| selection.tables.contains(&o.table));
+    }
+    let not_run_tables: Vec<String> = if selection.include_not_run {
+        if selection.tables.is_empty() {
+            published.iter().map(|p| p.table.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+        } else {
+            selection.tables.clone()
+        }
+    } else {
+        Vec::new()
+    };
+    let cells = cells(&obs, published, &tol, &not_run_tables)?;
+    let runs_by_hash: BTreeMap<String, &RunRecord> =
+        runs.iter().filter(|r| r.is_complete()).map(|r| (r.config_hash.to_hex(), r)).collect();
+    let mut views = Vec::new();
+    for grid in grids(&cells, &tol) {
+        let bars = match plots::accuracy_bars(&grid) {
+            Some(chart) => render_template("bars.svg", "p", &chart)?,
+            None => String::new(),
+        };
+        let curves = training_curves(&grid, &runs_by_hash)?;
+        views.push(GridView { grid, bars, curves });
+    }
+    let n_runs: usize = obs.iter().map(|o| &o.config_hash).collect::<std::collections::BTreeSet<_>>().len();
+    let counts = |v: Verdict| cells.iter().filter(|c| c.verdict == v).count();
+    let summary = format!(
+        "{} cells from {n_runs} trained models: {} reproduced, {} below, {} above, {} flagged, {} without a published \
+         counterpart under the same protocol, {} published but not run. Values are accuracies in percent (mean over \
+         seeds, ± standard deviation when there are several); “paper” is the published number.",
+        cells.len(),
+        counts(Verdict::Reproduced),
+        counts(Verdict::Below),
+        counts(Verdict::Above),
+        counts(Verdict::Flagged),
+        counts(Verdict::Unpublished),
+        counts(Verdict::NotRun),
+    );
+    Ok(Report { title: title.to_string(), summary, grids: views, cells, version: env!("CARGO_PKG_VERSION").into() })
+}
+
+fn training_curves(grid: &Grid, runs: &BTreeMap<String, &RunRecord>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (metric, title) in [("loss", "Training loss per epoch"), ("train_accuracy", "Training accuracy per epoch")] {
+        let mut series = Vec::new();
+        for row in &grid.rows {
+            for (k, h) in row.config_hashes.iter().enumerate() {
+                let Some(run) = runs.get(h) else { continue };
+                let pts: Vec<(f64, f64)> =
+                    run.epochs.iter().filter_map(|e| e.metrics.get(metric).map(|v| (e.epoch as f64, *v))).collect();
+                if !pts.is_empty() {
+                    let label = if row.config_hashes.len() > 1 {
+                        format!("{} #{}", row.method, k + 1)
+                    } else {
+                        row.method.clone()
+                    };
+                    series.push((label, pts));
+                }
+            }
+        }
+        if let Some(chart) = plots::line_chart(title, "epoch", &series) {
+            out.push(render_template("lines.svg", "p", &chart)?);
+        }
+    }
+    Ok(out)
+}
+
+fn tex_escape(value: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let s = tera::try_get_value!("tex", "value", String, value);
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '∞' => out.push_str("$\\infty$"),
+            '±' => out.push_str("$\\pm$"),
+            '–' => out.push_str("--"),
+            '⚠' => out.push_str("(!)"),
+            c => out.push(c),
+        }
+    }
+    Ok(Value::String(out))
+}
+
+/// `value | fixed(d=2)`: a number with exactly `d` decimals.
+fn fixed(value: &Value, args: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let v = tera::try_get_value!("fixed", "value", f64, value);
+    let d = args.get("d").and_then(Value::as_u64).unwrap_or(2) as usize;
+    Ok(Value::String(format!("{v:.d$}")))
+}
+
+/// `hash | short`: the first 16 hex digits of a hash.
+fn short(value: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
+    let s = tera::try_get_value!("short", "value", String, value);
+    Ok(Value::String(s.chars().take(16).collect()))
+}
+
+fn engine() -> Result<&'static Tera> {
+    static ENGINE: OnceLock<std::result::Result<Tera, String>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut t = Tera::default();
+            t.add_raw_templates([
+                ("macros.tera", include_str!("../templates/macros.tera")),
+                ("grid.md", include_str!("../templates/grid.md.tera")),
+                ("grid.tex", include_str!("../templates/grid.tex.tera")),
+                ("report.html", include_str!("../templates/report.html.tera")),
+                ("bars.svg", include_str!("../templates/bars.svg.tera")),
+                ("lines.svg", include_str!("../templates/lines.svg.tera")),
+                ("compare.md", include_str!("../templates/compare.md.tera")),
+                ("compare.tex", include_str!("../templates/compare.tex.tera")),
+                ("compare.html", include_str!("../templates/compare.html.tera")),
+            ])
+            .map_err(|e| format!("{e:?}"))?;
+            t.register_filter("tex", tex_escape);
+            t.register_filter("fixed", fixed);
+            t.register_filter("short", short);
+            t.autoescape_on(vec![".html", ".svg"]);
+            Ok(t)
+        })
+        .as_ref()
+        .map_err(|e| Error::Template(e.clone()))
+}
+
+fn render_template<T: Serialize>(name: &str, key: &str, value: &T) -> Result<String> {
+    let mut ctx = Context::new();
+    ctx.insert(key, value);
+    engine()?.render(name, &ctx).map_err(|e| Error::Template(template_error(&e)))
+}
+
+fn template_error(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// Renders `report` in `format`.
+pub fn render(report: &Report, format: Format) -> Result<String> {
+    match format {
+        Format::Json => Ok(serde_json::to_string_pretty(&report.cells)? + "\n"),
+        Format::Csv => csv(&report.cells),
+        Format::Html => render_template("report.html", "report", report),
+        Format::Md | Format::Tex => {
+            let name = if format == Format::Md { "grid.md" } else { "grid.tex" };
+            let mut parts = Vec::new();
+            if format == Format::Md {
+                parts.push(format!("# {}\n\n{}\n", report.title, report.summary));
+            }
+            for g in &report.grids {
+                parts.push(render_template(name, "grid", &g.grid)?);
+            }
+            Ok(parts.join("\n"))
+        }
+    }
+}
+
+fn csv(cells: &[Cell]) -> Result<String> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "table",
+        "dataset",
+        "arch",
+        "method",
+        "metric",
+        "value",
+        "std",
+        "n",
+        "ci95",
+        "published",
+        "delta",
+        "verdict",
+        "protocol",
+        "config_hashes",
+        "checkpoint_hashes",
+        "flags",
+    ])?;
+    let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    for c in cells {
+        w.write_record([
+            c.table.clone(),
+            c.dataset.clone(),
+            c.arch.clone(),
+            c.method.clone(),
+            c.metric.clone(),
+            num(c.value),
+            num(c.std),
+            c.n.to_string(),
+            num(c.ci95),
+            num(c.published),
+            num(c.delta),
+            c.verdict.label().to_string(),
+            c.protocol.clone(),
+            c.config_hashes.join(";"),
+            c.checkpoint_hashes.join(";"),
+            c.flags.join(";"),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::Invalid(format!("csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Invalid(format!("csv: {e}")))
+}
+
+/// Renders a comparison of a candidate with the registry in `format`.
+pub fn render_comparison(c: &crate::compare::Comparison, format: Format) -> Result<String> {
+    match format {
+        Format::Json => Ok(serde_json::to_string_pretty(c)? + "\n"),
+        Format::Md => render_template("compare.md", "c", c),
+        Format::Tex => render_template("compare.tex", "c", c),
+        Format::Html => render_template("compare.html", "c", c),
+        Format::Csv => {
+            let mut w = ::csv::Writer::from_writer(Vec::new());
+            w.write_record([
+                "model",
+                "arch",
+                "candidate",
+                "metric",
+                "value",
+                "rank",
+                "diff",
+                "significant",
+                "model_hashes",
+            ])?;
+            for row in &c.rows {
+                for (m, cell) in c.metrics.iter().zip(&row.cells) {
+                    let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+                    w.write_record([
+                        row.entry.label.clone(),
+                        row.entry.arch.clone(),
+                        row.entry.candidate.to_string(),
+                        m.clone(),
+                        num(cell.value),
+                        cell.rank.map(|r| r.to_string()).unwrap_or_default(),
+                        num(cell.diff),
+                        cell.significant.to_string(),
+                        row.entry.model_hashes.join(";"),
+                    ])?;
+                }
+            }
+            let bytes = w.into_inner().map_err(|e| Error::Invalid(format!("csv: {e}")))?;
+            String::from_utf8(bytes).map_err(|e| Error::Invalid(format!("csv: {e}")))
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Snapshot tests of every table × format rendered from the committed fixture records
+//! (`fixtures/reports/records.jsonl`, written by `fixtures/reports/generate.py`), and the
+//! cell-level verdicts and JSON schema those renders rest on.
+
+use std::path::PathBuf;
+
+use infoat_registry::{EvalRecord, PublishedRecord, RunRecord};
+use infoat_reports::{build, paper, render, Format, Report, Selection, Verdict};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
+}
+
+fn records() -> (Vec<RunRecord>, Vec<EvalRecord>, Vec<PublishedRecord>) {
+    let text = std::fs::read_to_string(fixtures().join("reports/records.jsonl")).unwrap();
+    let (mut runs, mut evals) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        match v["kind"].as_str().unwrap() {
+            "run" => runs.push(serde_json::from_value(v["record"].clone()).unwrap()),
+            "eval" => evals.push(serde_json::from_value(v["record"].clone()).unwrap()),
+            other => panic!("unexpected record kind {other}"),
+        }
+    }
+    let published = paper::embedded().unwrap().iter().map(|p| p.to_record()).collect();
+    (runs, evals, published)
+}
+
+fn report(selection: &Selection) -> Report {
+    let (runs, evals, published) = records();
+    build("Fixture report", &runs, &evals, &published, selection).unwrap()
+}
+
+fn paper_tables() -> Selection {
+    Selection { tables: vec!["II".into(), "V".into()], configs: None, evals: None, include_not_run: true }
+}
+
+fn cell<'a>(r: &'a Report, table: &str, dataset: &str, method: &str, metric: &str) -> &'a infoat_reports::Cell {
+    r.cells
+        .iter()
+        .find(|c| c.table == table && c.dataset == dataset && c.method == method && c.metric == metric)
+        .unwrap_or_else(|| panic!("no cell {table} {dataset} {method} {metric}"))
+}
+
+#[test]
+fn verdicts_follow_the_interval_the_tolerance_and_the_flags() {
+    let r = report(&paper_tables());
+    // AT: three seeds around the published row, published inside the 95 % interval.
+    let at = cell(&r, "II", "CIFAR-10", "AT", "pgd20");
+    assert_eq!((at.n, at.verdict), (3, Verdict::Reproduced), "{at:?}");
+    assert!((at.published.unwrap() - 0.5147).abs() < 1e-12, "{at:?}");
+    assert!(at.ci95.unwrap() > 0.0 && at.std.unwrap() > 0.0);
+    assert_eq!(at.config_hashes.len(), 3);
+    assert_eq!(at.checkpoint_hashes.len(), 3);
+    // TRADES, one seed: natural 1.21 below (inside the 1.5-point tolerance), PGD-20 1.92 below,
+    // CW-20 2.19 above.
+    assert_eq!(cell(&r, "II", "CIFAR-10", "TRADES", "natural").verdict, Verdict::Reproduced);
+    assert_eq!(cell(&r, "II", "CIFAR-10", "TRADES", "pgd20").verdict, Verdict::Below);
+    assert_eq!(cell(&r, "II", "CIFAR-10", "TRADES", "cw20").verdict, Verdict::Above);
+    // InfoAT's evaluation tripped a sanity check: every cell of it says so.
+    let info = cell(&r, "II", "CIFAR-10", "InfoAT", "aa");
+    assert_eq!(info.verdict, Verdict::Flagged);
+    assert!(info.flags[0].contains("zero_gradients"), "{info:?}");
+    // MART is published and not in the registry.
+    let mart = cell(&r, "II", "CIFAR-10", "MART", "aa");
+    assert_eq!((mart.verdict, mart.value), (Verdict::NotRun, None));
+    assert!((mart.published.unwrap() - 0.4845).abs() < 1e-12);
+    // WRN-34-10 goes to Table V.
+    assert!((cell(&r, "V", "CIFAR-10", "TRADES", "pgd20").published.unwrap() - 0.5648).abs() < 1e-12);
+    // MNIST has no published counterpart.
+    let mnist = cell(&r, "II", "MNIST", "AT", "pgd20");
+    assert_eq!((mnist.verdict, mnist.published), (Verdict::Unpublished, None));
+}
+
+#[test]
+fn json_cells_follow_the_documented_schema() {
+    let r = report(&paper_tables());
+    let json: Value = serde_json::from_str(&render(&r, Format::Json).unwrap()).unwrap();
+    let cells = json.as_array().unwrap();
+    assert_eq!(cells.len(), r.cells.len());
+    let metrics = ["natural", "fgsm", "pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "bpda", "infopgd20", "aa"];
+    for c in cells {
+        for key in [
+            "table",
+            "dataset",
+            "arch",
+            "method",
+            "metric",
+            "value",
+            "std",
+            "n",
+            "published",
+            "verdict",
+            "config_hashes",
+            "checkpoint_hashes",
+        ] {
+            assert!(c.get(key).is_some(), "cell lacks {key}: {c}");
+        }
+        assert!(metrics.contains(&c["metric"].as_str().unwrap()), "{c}");
+        for key in ["value", "published"] {
+            if let Some(v) = c[key].as_f64() {
+                assert!((0.0..=1.0).contains(&v), "{key} not a fraction: {c}");
+            }
+        }
+        let verdict = c["verdict"].as_str().unwrap();
+        assert!(["reproduced", "below", "above", "not run", "flagged", "unpublished"].contains(&verdict), "{c}");
+        if verdict == "not run" {
+            assert!(c["value"].is_null() && c["config_hashes"].as_array().unwrap().is_empty());
+        } else {
+            assert_eq!(c["config_hashes"].as_array().unwrap().len() as u64, c["n"].as_u64().unwrap(), "{c}");
+        }
+    }
+}
+
+#[test]
+fn a_config_selection_keeps_only_those_runs() {
+    let (runs, _, _) = records();
+    let mnist: Vec<String> =
+        runs.iter().filter(|r| r.config["data"]["dataset"] == "mnist").map(|r| r.config_hash.to_hex()).collect();
+    let r = report(&Selection { tables: vec![], configs: Some(mnist.clone()), evals: None, include_not_run: false });
+    assert!(!r.cells.is_empty());
+    assert!(r.cells.iter().all(|c| c.dataset == "MNIST" && mnist.contains(&c.config_hashes[0])));
+    assert_eq!(r.grids.len(), 1);
+    let md = render(&r, Format::Md).unwrap();
+    assert!(md.contains("The paper evaluates no MNIST models"), "{md}");
+}
+
+#[test]
+fn snapshots_of_every_format() {
+    let r = report(&paper_tables());
+    for format in Format::ALL {
+        let text = render(&r, format).unwrap();
+        insta::assert_snapshot!(format!("paper_tables.{}", format.extension()), text);
+    }
+    let quick = report(&Selection { tables: vec![], configs: None, evals: None, include_not_run: false });
+    insta::assert_snapshot!("all_reproduced.md", render(&quick, Format::Md).unwrap());
+}
+
+#[test]
+fn html_is_one_self_contained_page_with_plots() {
+    let r = report(&paper_tables());
+    let html = render(&r, Format::Html).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(!html.contains("<script") && !html.contains("http://") || html.contains("http://www.w3.org/2000/svg"));
+    assert!(html.matches("<svg").count() >= 3, "bar chart and training curves expected");
+    assert!(html.contains("⚠ FLAGGED"));
+    assert!(html.contains(&cell(&r, "II", "CIFAR-10", "AT", "aa").config_hashes[0]));
+}
+
+#[test]
+fn formats_parse_and_unknown_ones_are_named() {
+    assert_eq!(Format::parse("tex").unwrap(), Format::Tex);
+    let err = Format::parse("pdf").unwrap_err().to_string();
+    assert!(err.contains("pdf") && err.contains("md, tex, csv, json, html"), "{err}");
+}
+
+fn comparison(candidate: &str) -> infoat_reports::Comparison {
+    let (runs, evals, _) = records();
+    infoat_reports::compare(candidate, &runs, &evals).unwrap()
+}
+
+#[test]
+fn compare_places_a_run_among_the_same_protocol() {
+    let (runs, evals, _) = records();
+    let trades = runs
+        .iter()
+        .find(|r| r.config["method"]["kind"] == "trades" && r.config["model"]["arch"] == "resnet18")
+        .unwrap();
+    let c = comparison(&trades.config_hash.to_hex()[..10]);
+    assert!(c.rows[0].entry.candidate && c.rows[0].entry.label.starts_with("TRADES"));
+    // Same protocol (dataset, ResNet-18, eps, suite, subset): AT (three seeds, one entry) and
+    // InfoAT; not the WRN, not MNIST, not the external model (its architecture is unknown).
+    let labels: Vec<&str> = c.rows.iter().map(|r| r.entry.label.as_str()).collect();
+    assert_eq!(c.rows.len(), 3, "{labels:?}");
+    let at = c.rows.iter().find(|r| r.entry.label.starts_with("AT")).unwrap();
+    assert_eq!(at.entry.metrics["natural"].n, 3);
+    let j = c.metrics.iter().position(|m| m == "natural").unwrap();
+    // TRADES 81.00 vs AT ≈ 83.53: beyond noise; natural ranks InfoAT 84.3, AT, TRADES 81.0.
+    assert!(at.cells[j].significant && at.cells[j].diff.unwrap() < -2.0, "{:?}", at.cells[j]);
+    assert_eq!(c.rows[0].cells[j].rank, Some(3));
+    let flagged = c.rows.iter().find(|r| r.entry.label.starts_with("InfoAT")).unwrap();
+    assert!(flagged.entry.flagged);
+    // An unknown candidate is an error that says what to give.
+    let err = infoat_reports::compare("ffffffff", &runs, &evals).unwrap_err().to_string();
+    assert!(err.contains("ffffffff") && err.contains("infoat eval"), "{err}");
+}
+
+#[test]
+fn compare_takes_an_external_model_by_its_evaluation_key() {
+    let (_, evals, _) = records();
+    let ext = evals.iter().find(|e| e.config_hash.is_none()).unwrap();
+    let c = comparison(&ext.key.hash().unwrap().to_hex()[..12]);
+    assert!(c.rows[0].entry.candidate && c.rows[0].entry.arch == "external");
+    assert!(c.protocol.contains("any architecture"), "{}", c.protocol);
+    // An external model is compared with every architecture under the protocol: the ResNet-18
+    // entries and the WRN-34-10 (same data, subset and suite), not MNIST.
+    assert_eq!(c.rows.len(), 5, "{:?}", c.rows.iter().map(|r| &r.entry.label).collect::<Vec<_>>());
+    for format in Format::ALL {
+        let text = infoat_reports::render_comparison(&c, format).unwrap();
+        insta::assert_snapshot!(format!("compare_external.{}", format.extension()), text);
+    }
+}
