@@ -35,8 +35,37 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         assert!(pgd > nat_pgd + 0.05, "{} PGD-20 {pgd} vs natural {nat_pgd}", run["method"]);
     }
 
+    // It ends by writing its report: the Table II-style grid, no published CIFAR numbers beside
+    // MNIST ones (a note says why), JSON cells in the documented form.
+    let report: Vec<String> = r["report"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let names: Vec<&str> = report.iter().map(|p| p.rsplit('/').next().unwrap()).collect();
+    assert_eq!(names, ["quickstart.md", "quickstart.html", "quickstart.json"]);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join("out").join(name)).unwrap();
+    let (md, html, json) = (read("quickstart.md"), read("quickstart.html"), read("quickstart.json"));
+    assert!(md.contains("Table II-style") && md.contains("MNIST, SmallCNN"), "{md}");
+    assert!(md.contains("The paper evaluates no MNIST models"), "{md}");
+    assert!(html.contains("<svg") && html.contains("The paper evaluates no MNIST models"));
+    let cells: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let cells = cells.as_array().unwrap();
+    assert_eq!(cells.len(), 6 * 10, "six methods x (natural + nine attacks)");
+    for c in cells {
+        assert_eq!(
+            (c["table"].as_str(), c["dataset"].as_str(), c["arch"].as_str()),
+            (Some("II"), Some("MNIST"), Some("SmallCNN"))
+        );
+        assert!(c["published"].is_null() && c["verdict"] == "unpublished", "{c}");
+        assert_eq!(c["n"], 1);
+        let run = runs.iter().find(|r| r["config_hash"] == c["config_hashes"][0]).expect("cell traces to a run");
+        assert_eq!(c["checkpoint_hashes"][0], run["checkpoint_hash"]);
+        let metric = c["metric"].as_str().unwrap();
+        let key = if metric == "natural" { "clean" } else { metric };
+        assert_eq!(c["value"].as_f64(), run["accuracy"][key].as_f64(), "{c}");
+    }
+
     let again =
         stdout_json(&infoat(dir.path()).args(["--quiet", "reproduce", "quickstart", "--json"]).output().unwrap());
+    assert_eq!(read("quickstart.md"), md, "the report is a function of the registry");
+    assert_eq!(read("quickstart.json"), json);
     for (a, b) in again["runs"].as_array().unwrap().iter().zip(runs) {
         assert_eq!(a["reused"], true);
         assert_eq!(a["eval_reused"], true);

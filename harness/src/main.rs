@@ -337,6 +337,15 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
         }
         let out = pipeline::reproduce_run(run, &registry, a.registry.force, progress)
             .with_context(|| format!("run '{}' of preset '{}'", run.name, preset.name))?;
+        if progress == Progress::Bar && (out.reused || out.eval_reused) {
+            // On stderr, so that a rerun's stdout is identical to the first run's.
+            let what = match (out.reused, out.eval_reused) {
+                (true, true) => "training and evaluation",
+                (true, false) => "training",
+                _ => "evaluation",
+            };
+            eprintln!("reused from the registry: {what}");
+        }
         rows.push(out);
     }
     let missed: usize = rows.iter().map(|r| r.missed.len()).sum();
@@ -403,13 +412,12 @@ fn print_preset_table(preset: &Preset, rows: &[pipeline::PresetOutcome]) {
             format!("{verdict}, FLAGGED ({})", checks.join(", "))
         };
         println!(
-            "{:<24} {:<13} {:<13} {} {:>8.1}  {verdict}{}",
+            "{:<24} {:<13} {:<13} {} {:>8.1}  {verdict}",
             r.run,
             r.config_hash.short(12),
             r.checkpoint_hash.short(12),
             cells.join(" "),
-            r.train_seconds,
-            if r.reused { " (reused)" } else { "" }
+            r.train_seconds
         );
     }
     let images: Vec<String> = metrics

@@ -176,11 +176,15 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         let kind = str_at(c, &["method", "kind"]).unwrap_or("unknown");
         let eps = e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
         let flags: Vec<String> = e.sanity.iter().map(|s| format!("{}: {}", s.check, s.message)).collect();
+        let (table, method) = match mine_row(c) {
+            Some(label) => ("I".to_string(), label),
+            None => (whitebox_table(arch_id).to_string(), method_label(kind)),
+        };
         let base = Observation {
-            table: whitebox_table(arch_id).to_string(),
+            table,
             dataset: dataset_label(dataset_id),
             arch: arch_label(arch_id),
-            method: method_label(kind),
+            method,
             recipe: recipe_hash(c)?[..12].to_string(),
             protocol: proto.clone(),
             eps,
@@ -201,6 +205,18 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
     }
     disambiguate(&mut out);
     Ok(out)
+}
+
+/// Table I's row label of an InfoAT config that estimates the mutual information with MINE
+/// (paper §V-B): `InfoAT (MINE layer l, λ = x)`, the spelling of the published rows.
+pub fn mine_row(config: &Value) -> Option<String> {
+    let m = config.get("method")?;
+    if m.get("kind")?.as_str()? != "infoat" || m.pointer("/mi_estimator/kind")?.as_str()? != "mine" {
+        return None;
+    }
+    let layer = m.pointer("/mi_estimator/layer")?.as_u64()?;
+    let lambda = m.get("lambda")?.as_f64()?;
+    Some(format!("InfoAT (MINE layer {layer}, λ = {lambda:.1})"))
 }
 
 /// Two recipes of one method in one grid get the recipe prefix in their label.

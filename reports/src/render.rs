@@ -131,7 +131,8 @@ pub fn build(
             Some(chart) => render_template("bars.svg", "p", &chart)?,
             None => String::new(),
         };
-        let curves = training_curves(&grid, &runs_by_hash)?;
+        let mut curves = sensitivity_curves(&grid, &obs, &runs_by_hash)?;
+        curves.extend(training_curves(&grid, &runs_by_hash)?);
         views.push(GridView { grid, bars, curves });
     }
     let n_runs: usize = obs.iter().map(|o| &o.config_hash).collect::<std::collections::BTreeSet<_>>().len();
@@ -149,6 +150,73 @@ pub fn build(
         counts(Verdict::NotRun),
     );
     Ok(Report { title: title.to_string(), summary, grids: views, cells, version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// Fig. 2-style sensitivity curves: where InfoAT runs of a grid differ only in `lambda` (or
+/// only in `beta`) and at least three values are in the registry, natural and PGD-20 accuracy
+/// (mean over seeds) against the parameter.
+fn sensitivity_curves(
+    grid: &Grid,
+    obs: &[crate::observations::Observation],
+    runs: &BTreeMap<String, &RunRecord>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (param, symbol) in [("lambda", "λ"), ("beta", "β")] {
+        // (rest-of-recipe hash) -> metric -> parameter value (as bits, for ordering) -> values
+        type Sweep = BTreeMap<String, BTreeMap<String, BTreeMap<u64, Vec<f64>>>>;
+        let mut sweeps: Sweep = BTreeMap::new();
+        for o in obs.iter().filter(|o| {
+            o.table == grid.table
+                && o.dataset == grid.dataset
+                && o.arch == grid.arch
+                && o.protocol == grid.protocol
+                && (o.metric == "pgd20" || o.metric == "natural")
+        }) {
+            let Some(run) = runs.get(&o.config_hash) else { continue };
+            let c = &run.config;
+            if c.pointer("/method/kind").and_then(serde_json::Value::as_str) != Some("infoat") {
+                continue;
+            }
+            let Some(v) = c.pointer(&format!("/method/{param}")).and_then(serde_json::Value::as_f64) else { continue };
+            let mut rest = c.clone();
+            if let Some(m) = rest.get_mut("method").and_then(serde_json::Value::as_object_mut) {
+                m.remove(param);
+            }
+            let key = crate::observations::recipe_hash(&rest)?;
+            sweeps
+                .entry(key)
+                .or_default()
+                .entry(o.metric.clone())
+                .or_default()
+                .entry(v.to_bits())
+                .or_default()
+                .push(o.value);
+        }
+        for metrics in sweeps.values() {
+            let points = |m: &str| -> Vec<(f64, f64)> {
+                let mut p: Vec<(f64, f64)> = metrics
+                    .get(m)
+                    .map(|by| {
+                        by.iter()
+                            .map(|(k, v)| (f64::from_bits(*k), 100.0 * v.iter().sum::<f64>() / v.len() as f64))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                p.sort_by(|a, b| a.0.total_cmp(&b.0));
+                p
+            };
+            let (pgd, nat) = (points("pgd20"), points("natural"));
+            if pgd.len() < 3 {
+                continue;
+            }
+            let title = format!("Sensitivity to {symbol} (Fig. 2): accuracy (%), {} {}", grid.dataset, grid.arch);
+            let series = vec![("PGD-20".to_string(), pgd), ("Natural".to_string(), nat)];
+            if let Some(chart) = plots::line_chart(&title, symbol, &series) {
+                out.push(render_template("lines.svg", "p", &chart)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn training_curves(grid: &Grid, runs: &BTreeMap<String, &RunRecord>) -> Result<Vec<String>> {

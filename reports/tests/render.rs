@@ -33,7 +33,7 @@ fn report(selection: &Selection) -> Report {
 }
 
 fn paper_tables() -> Selection {
-    Selection { tables: vec!["II".into(), "V".into()], configs: None, evals: None, include_not_run: true }
+    Selection { tables: vec!["I".into(), "II".into(), "V".into()], configs: None, evals: None, include_not_run: true }
 }
 
 fn cell<'a>(r: &'a Report, table: &str, dataset: &str, method: &str, metric: &str) -> &'a infoat_reports::Cell {
@@ -68,6 +68,10 @@ fn verdicts_follow_the_interval_the_tolerance_and_the_flags() {
     assert!((mart.published.unwrap() - 0.4845).abs() < 1e-12);
     // WRN-34-10 goes to Table V.
     assert!((cell(&r, "V", "CIFAR-10", "TRADES", "pgd20").published.unwrap() - 0.5648).abs() < 1e-12);
+    // Table I: the MINE run lands on its published row (layer 1, λ = 0.5).
+    let mine = cell(&r, "I", "CIFAR-10", "InfoAT (MINE layer 1, λ = 0.5)", "pgd20");
+    assert!((mine.published.unwrap() - 0.5671).abs() < 1e-12 && mine.verdict == Verdict::Reproduced, "{mine:?}");
+    assert_eq!(cell(&r, "I", "CIFAR-10", "InfoAT (MINE layer 2, λ = 1.0)", "pgd20").verdict, Verdict::NotRun);
     // MNIST has no published counterpart.
     let mnist = cell(&r, "II", "MNIST", "AT", "pgd20");
     assert_eq!((mnist.verdict, mnist.published), (Verdict::Unpublished, None));
@@ -144,6 +148,7 @@ fn html_is_one_self_contained_page_with_plots() {
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script") && !html.contains("http://") || html.contains("http://www.w3.org/2000/svg"));
     assert!(html.matches("<svg").count() >= 3, "bar chart and training curves expected");
+    assert!(html.contains("Sensitivity to λ (Fig. 2)"), "the lambda sweep gives a Fig. 2-style curve");
     assert!(html.contains("⚠ FLAGGED"));
     assert!(html.contains(&cell(&r, "II", "CIFAR-10", "AT", "aa").config_hashes[0]));
 }
