@@ -23,6 +23,9 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         for attack in ["fgsm", "pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "bpda", "infopgd20", "aa"] {
             assert_eq!(run["images"][attack], 50, "{attack}: {run}");
         }
+        for attack in ["spsa128", "rays"] {
+            assert_eq!(run["images"][attack], 10, "{attack}: {run}");
+        }
         // AutoAttack is the worst case of its components and at least as strong as PGD-20.
         let acc = |m: &str| run["accuracy"][m].as_f64().unwrap();
         assert!(acc("aa") <= acc("pgd20") + 0.02, "{run}");
@@ -47,19 +50,31 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
     assert!(html.contains("<svg") && html.contains("The paper evaluates no MNIST models"));
     let cells: serde_json::Value = serde_json::from_str(&json).unwrap();
     let cells = cells.as_array().unwrap();
-    assert_eq!(cells.len(), 6 * 10, "six methods x (natural + nine attacks)");
+    let in_table = |t: &str| cells.iter().filter(|c| c["table"] == t).count();
+    assert_eq!(in_table("II"), 6 * 10, "six methods x (natural + nine attacks)");
+    assert_eq!(in_table("III"), 6, "SPSA-128");
+    assert_eq!(in_table("IV"), 6 * 2, "RayS: ADBD and robust accuracy");
+    assert_eq!(cells.len(), 78);
     for c in cells {
-        assert_eq!(
-            (c["table"].as_str(), c["dataset"].as_str(), c["arch"].as_str()),
-            (Some("II"), Some("MNIST"), Some("SmallCNN"))
-        );
+        assert_eq!((c["dataset"].as_str(), c["arch"].as_str()), (Some("MNIST"), Some("SmallCNN")));
         assert!(c["published"].is_null() && c["verdict"] == "unpublished", "{c}");
         assert_eq!(c["n"], 1);
         let run = runs.iter().find(|r| r["config_hash"] == c["config_hashes"][0]).expect("cell traces to a run");
         assert_eq!(c["checkpoint_hashes"][0], run["checkpoint_hash"]);
-        let metric = c["metric"].as_str().unwrap();
-        let key = if metric == "natural" { "clean" } else { metric };
+        let key = match c["metric"].as_str().unwrap() {
+            "natural" => "clean",
+            "rob_acc" => "rays",
+            "adbd" => {
+                let d = c["value"].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&d), "{c}");
+                continue;
+            }
+            m => m,
+        };
         assert_eq!(c["value"].as_f64(), run["accuracy"][key].as_f64(), "{c}");
+        if c["table"] != "II" {
+            assert!(c["forward_passes"].as_f64().unwrap() > 1.0, "black-box cost recorded: {c}");
+        }
     }
 
     let again =

@@ -141,6 +141,9 @@ pub struct EvalArgs {
     /// Seed of the attacks' random draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// RayS queries per example [default: 10000; the RayS leaderboard used 40000].
+    #[arg(long)]
+    pub rays_budget: Option<usize>,
     /// Skip the model-probing sanity checks (repeated forward passes, zero gradients, PGD at
     /// eps 0.5 on 100 examples); the checks that compare attacks always run.
     #[arg(long)]

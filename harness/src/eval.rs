@@ -39,6 +39,41 @@ pub fn clean_accuracy(model: &dyn Classifier, set: &ImageSet, batch_size: usize)
     Ok(accuracy_of(&clean_flags(model, set, batch_size)?))
 }
 
+/// What one attack did to a set: per-example robustness, its cost, and (for RayS) the
+/// per-example distance to the decision boundary.
+#[derive(Debug, Clone)]
+pub struct AttackRun {
+    /// Robust (correct clean and under the attack) per example.
+    pub flags: Vec<bool>,
+    /// Model forward passes per attacked example (images the attack sent through the model,
+    /// divided by the number of examples), the attack's cost (issue 7).
+    pub forward_passes: f64,
+    /// L∞ distance to the decision boundary per example, for attacks that measure it.
+    pub distances: Option<Vec<f64>>,
+}
+
+/// A classifier that counts the images sent through it.
+struct Counting<'a> {
+    inner: &'a dyn Classifier,
+    images: std::cell::Cell<u64>,
+}
+
+impl Classifier for Counting<'_> {
+    fn logits(&self, x: &tch::Tensor, train: bool) -> Result<tch::Tensor> {
+        self.images.set(self.images.get() + x.size().first().copied().unwrap_or(0) as u64);
+        self.inner.logits(x, train)
+    }
+    fn device(&self) -> tch::Device {
+        self.inner.device()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn freeze(&self) -> crate::models::Frozen {
+        self.inner.freeze()
+    }
+}
+
 /// Per-example robustness of `model` on `set` under `attack`: an example is robust only when
 /// it is classified correctly both clean and at the attack's output (and, for attacks that
 /// check every iterate, at every iterate). libtorch's generator is re-seeded from
@@ -50,13 +85,34 @@ pub fn robust_flags(
     batch_size: usize,
     seed: u64,
 ) -> Result<Vec<bool>> {
+    Ok(robust_run(model, set, attack, batch_size, seed)?.flags)
+}
+
+/// [`robust_flags`] with the attack's cost and, for RayS, its boundary distances.
+pub fn robust_run(
+    model: &dyn Classifier,
+    set: &ImageSet,
+    attack: &dyn crate::attacks::Attack,
+    batch_size: usize,
+    seed: u64,
+) -> Result<AttackRun> {
     let device = model.device();
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut flags = Vec::with_capacity(set.len());
+    let mut distances: Option<Vec<f64>> = None;
+    let counting = Counting { inner: model, images: std::cell::Cell::new(0) };
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(set, idx, Augment::None, 0, device)?;
         crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
-        let (adv, broken) = attack.perturb(model, &batch.x, &batch.y)?;
+        let (adv, broken) = match attack.distances(&counting, &batch.x, &batch.y)? {
+            Some((adv, broken, dist)) => {
+                distances
+                    .get_or_insert_with(Vec::new)
+                    .extend(Vec::<f64>::try_from(dist.f_to_device(tch::Device::Cpu)?)?);
+                (adv, Some(broken))
+            }
+            None => attack.perturb(&counting, &batch.x, &batch.y)?,
+        };
         let ok = tch::no_grad(|| -> Result<tch::Tensor> {
             let clean = model.logits(&batch.x, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
             let robust = model.logits(&adv, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
@@ -68,7 +124,8 @@ pub fn robust_flags(
         })?;
         flags.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
     }
-    Ok(flags)
+    let forward_passes = if set.is_empty() { 0.0 } else { counting.images.get() as f64 / set.len() as f64 };
+    Ok(AttackRun { flags, forward_passes, distances })
 }
 
 /// The accuracy that per-example flags give.

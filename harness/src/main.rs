@@ -263,6 +263,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         eps: a.eps,
         attack_limit: None,
         seed: a.seed,
+        rays_budget: a.rays_budget,
         sanity: !a.no_sanity,
         force: a.registry.force,
     };
@@ -352,7 +353,12 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     let selection = infoat_reports::Selection {
         tables: Vec::new(),
         configs: Some(rows.iter().map(|r| r.config_hash.to_hex()).collect()),
-        evals: Some(rows.iter().map(|r| r.eval_key.to_hex()).collect()),
+        evals: Some(
+            rows.iter()
+                .flat_map(|r| std::iter::once(r.eval_key).chain(r.black_box_eval_key))
+                .map(|k| k.to_hex())
+                .collect(),
+        ),
         include_not_run: false,
     };
     use infoat_reports::Format;

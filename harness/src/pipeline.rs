@@ -23,7 +23,7 @@ use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{default_data_dir, Dataset, ImageSet, Split};
 use crate::env::{fingerprint, Fingerprint};
-use crate::eval::{accuracy_of, clean_flags, robust_flags, Accuracy};
+use crate::eval::{accuracy_of, clean_flags, robust_run, Accuracy};
 use crate::methods::default_eps;
 use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::preset::PresetRun;
@@ -290,6 +290,12 @@ pub struct AttackReport {
     pub eps: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Model forward passes per attacked example (the attack's cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_passes: Option<f64>,
+    /// Average L∞ distance to the decision boundary over the attacked examples (RayS's ADBD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adbd: Option<f64>,
 }
 
 /// Where the model under evaluation comes from (issue 4, "Any model").
@@ -389,6 +395,8 @@ pub struct EvalRequest {
     pub attack_limit: Option<usize>,
     /// Seed of the attacks' random starts.
     pub seed: u64,
+    /// RayS queries per example; default [`crate::attacks::RAYS_DEFAULT_BUDGET`].
+    pub rays_budget: Option<usize>,
     /// Run the model-probing sanity checks ([`crate::sanity::probe_model`]).
     pub sanity: bool,
     /// Evaluate again even when the registry holds this evaluation (both records are kept).
@@ -549,7 +557,17 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
         .iter()
         .map(|(id, a)| {
             let robust = Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc };
-            (id.clone(), AttackReport { robust_acc: a.robust_acc, robust, eps: a.eps, seconds: a.seconds })
+            (
+                id.clone(),
+                AttackReport {
+                    robust_acc: a.robust_acc,
+                    robust,
+                    eps: a.eps,
+                    seconds: a.seconds,
+                    forward_passes: a.forward_passes,
+                    adbd: a.adbd,
+                },
+            )
         })
         .collect();
     let worst = flags.and_then(|f| unpack_flags(&f.worst_case)).map(|w| digits(&w)).unwrap_or_default();
@@ -601,6 +619,12 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         "sanity": req.sanity,
         "norm": "linf",
     });
+    let rays_budget = req.rays_budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
+    let mut suite = suite;
+    if req.attacks.contains(&AttackId::Rays) {
+        // Only suites with RayS carry its budget, so existing suite hashes stay put.
+        suite["rays_budget"] = serde_json::json!(rays_budget);
+    }
     let key = EvalKey {
         model_hash: identity.hash,
         suite_hash: infoat_registry::config_hash("eval-suite", &suite)?,
@@ -627,8 +651,10 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     let mut worst: Option<Vec<bool>> = None;
     for id in &req.attacks {
         let t = Instant::now();
-        let attack = id.build(eps);
-        let flags = robust_flags(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
+        let attack = id.build_with(eps, rays_budget);
+        let run = robust_run(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
+        let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
+        let (flags, forward_passes) = (run.flags, run.forward_passes);
         let robust = accuracy_of(&flags);
         attack_flags.insert(id.name().to_string(), pack_flags(&flags));
         worst = Some(match worst {
@@ -638,7 +664,14 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         counts.insert(id.name().to_string(), (robust.correct, robust.total));
         attacks.insert(
             id.name().to_string(),
-            AttackReport { robust_acc: robust.accuracy, robust, eps, seconds: t.elapsed().as_secs_f64() },
+            AttackReport {
+                robust_acc: robust.accuracy,
+                robust,
+                eps,
+                seconds: t.elapsed().as_secs_f64(),
+                forward_passes: Some(forward_passes),
+                adbd,
+            },
         );
     }
     let mut sanity = crate::sanity::compare_attacks(&counts);
@@ -682,6 +715,8 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
                         total: a.robust.total,
                         eps: a.eps,
                         seconds: a.seconds,
+                        forward_passes: a.forward_passes,
+                        adbd: a.adbd,
                     };
                     (id.clone(), r)
                 })
@@ -723,6 +758,8 @@ pub struct PresetOutcome {
     pub checkpoint_hash: ContentHash,
     /// The evaluation's registry key.
     pub eval_key: ContentHash,
+    /// Its black-box evaluation's key, when the preset has one.
+    pub black_box_eval_key: Option<ContentHash>,
     /// The checkpoint file (a registry blob).
     pub checkpoint: PathBuf,
     /// True when training was skipped because a complete run existed.
@@ -764,6 +801,7 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
             eps: run.eval.eps,
             attack_limit: run.eval.limit,
             seed: run.config.seed,
+            rays_budget: run.eval.rays_budget,
             sanity: true,
             force,
         },
@@ -776,6 +814,38 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         accuracy.insert(id.clone(), a.robust.accuracy);
         images.insert(id.clone(), a.robust.total);
         seconds.insert(id.clone(), a.seconds);
+    }
+    let mut black_box_key = None;
+    let mut black_box_reused = true;
+    let mut sanity = report.sanity.clone();
+    if let Some(bb) = &run.eval.black_box {
+        let bb_report = evaluate(
+            &EvalRequest {
+                source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
+                dataset: Some(run.config.data.dataset),
+                data_dir: out.data_dir(),
+                device: run.config.device.device()?,
+                batch_size: run.config.train.eval_batch_size,
+                limit: run.config.data.test_limit,
+                attacks: bb.attacks.clone(),
+                eps: run.eval.eps,
+                attack_limit: bb.limit,
+                seed: run.config.seed,
+                rays_budget: bb.rays_budget,
+                // The model probes ran with the white-box suite.
+                sanity: false,
+                force,
+            },
+            Some(registry),
+        )?;
+        for (id, a) in &bb_report.attacks {
+            accuracy.insert(id.clone(), a.robust.accuracy);
+            images.insert(id.clone(), a.robust.total);
+            seconds.insert(id.clone(), a.seconds);
+        }
+        sanity.extend(bb_report.sanity.iter().cloned());
+        black_box_key = Some(bb_report.key);
+        black_box_reused = bb_report.reused;
     }
     let missed = run
         .expect
@@ -791,9 +861,10 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         config_hash: out.record.config_hash,
         checkpoint_hash,
         eval_key: report.key,
+        black_box_eval_key: black_box_key,
         checkpoint: out.checkpoint_path,
         reused: out.reused,
-        eval_reused: report.reused,
+        eval_reused: report.reused && black_box_reused,
         train_seconds: out.record.seconds,
         eval_seconds: report.seconds,
         accuracy,
@@ -801,7 +872,7 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         seconds,
         expect: run.expect.clone(),
         missed,
-        sanity: report.sanity,
+        sanity,
     })
 }
 

@@ -51,6 +51,27 @@ pub struct EvalPlan {
     /// Attack only the first N test images (clean accuracy still uses the config's test set).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// RayS queries per example (default 10,000).
+    #[serde(default)]
+    pub rays_budget: Option<usize>,
+    /// A second evaluation with black-box attacks (SPSA, RayS), usually on fewer images
+    /// because they cost thousands of forward passes per example; its own eval record.
+    #[serde(default)]
+    pub black_box: Option<BlackBoxPlan>,
+}
+
+/// The black-box part of a preset's evaluation (paper Tables III and IV).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackBoxPlan {
+    /// Attacks (`spsa128` … `spsa1024`, `rays`).
+    pub attacks: Vec<AttackId>,
+    /// Attack only the first N test images.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// RayS queries per example (default 10,000).
+    #[serde(default)]
+    pub rays_budget: Option<usize>,
 }
 
 /// A loaded preset with resolved configs.

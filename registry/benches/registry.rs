@@ -22,7 +22,20 @@ fn hash(i: u64, domain: &str) -> ContentHash {
 fn record(i: u64) -> EvalRecord {
     let attacks: BTreeMap<String, AttackResult> = ["fgsm", "pgd20", "pgd100", "cw20", "aa"]
         .iter()
-        .map(|id| (id.to_string(), AttackResult { robust_acc: 0.5, correct: 250, total: 500, eps: 0.3, seconds: 12.5 }))
+        .map(|id| {
+            (
+                id.to_string(),
+                AttackResult {
+                    robust_acc: 0.5,
+                    correct: 250,
+                    total: 500,
+                    eps: 0.3,
+                    seconds: 12.5,
+                    forward_passes: Some(21.0),
+                    adbd: None,
+                },
+            )
+        })
         .collect();
     EvalRecord {
         key: EvalKey {

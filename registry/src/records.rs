@@ -140,6 +140,12 @@ pub struct AttackResult {
     pub eps: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Model forward passes per attacked example (the attack's cost; absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_passes: Option<f64>,
+    /// Average L∞ distance to the decision boundary (RayS's ADBD), for attacks that measure it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adbd: Option<f64>,
 }
 
 /// Per-example results of an evaluation, packed with [`pack_flags`]; stored apart from the

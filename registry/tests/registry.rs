@@ -80,7 +80,15 @@ fn eval(model: ContentHash, seed: u64) -> (EvalRecord, EvalFlags) {
         clean_acc: 0.6,
         attacks: BTreeMap::from([(
             "pgd20".into(),
-            AttackResult { robust_acc: 0.4, correct: 4, total: 10, eps: 0.3, seconds: 1.0 },
+            AttackResult {
+                robust_acc: 0.4,
+                correct: 4,
+                total: 10,
+                eps: 0.3,
+                seconds: 1.0,
+                forward_passes: None,
+                adbd: None,
+            },
         )]),
         worst_case_acc: Some(0.4),
         sanity: vec![],

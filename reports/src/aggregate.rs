@@ -119,6 +119,10 @@ pub struct Cell {
     pub flags: Vec<String>,
     /// Environments the runs were trained in.
     pub environments: Vec<String>,
+    /// The attack's cost, model forward passes per attacked example (mean over the
+    /// evaluations behind the cell), when recorded.
+    #[serde(default)]
+    pub forward_passes: Option<f64>,
 }
 
 /// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom.
@@ -190,6 +194,7 @@ pub fn observation_frame(obs: &[Observation]) -> Result<DataFrame> {
         "metric" => s(|o| o.metric.clone()),
         "eps" => obs.iter().map(|o| o.eps).collect::<Vec<f64>>(),
         "value" => obs.iter().map(|o| o.value).collect::<Vec<f64>>(),
+        "cost" => obs.iter().map(|o| o.cost).collect::<Vec<Option<f64>>>(),
         "config_hash" => s(|o| o.config_hash.clone()),
         "checkpoint_hash" => s(|o| o.checkpoint_hash.clone()),
         "flagged" => obs.iter().map(|o| o.flagged).collect::<Vec<bool>>(),
@@ -257,6 +262,7 @@ pub fn cells(
             col("checkpoint_hash").alias("checkpoint_hashes"),
             col("flags").alias("flags"),
             col("environment").alias("environments"),
+            col("cost").mean().alias("cost"),
         ])
         .join(
             published_frame(published)?.lazy(),
@@ -277,6 +283,7 @@ pub fn cells(
         strings(g("metric")?)?,
     );
     let (mean, std, eps, pubd) = (f64s(g("mean")?)?, f64s(g("std")?)?, f64s(g("eps")?)?, f64s(g("published")?)?);
+    let cost = f64s(g("cost")?)?;
     let n: Vec<u32> = g("n")?.cast(&DataType::UInt32)?.u32()?.iter().map(|v| v.unwrap_or(0)).collect();
     let flagged: Vec<bool> = g("flagged")?.bool()?.iter().map(|v| v.unwrap_or(false)).collect();
     let (configs, ckpts, flags, envs) = (
@@ -316,6 +323,7 @@ pub fn cells(
             checkpoint_hashes: ckpts[i].clone(),
             flags: flags[i].iter().filter(|f| !f.is_empty()).cloned().collect(),
             environments: envs[i].clone(),
+            forward_passes: cost[i],
         });
     }
 
@@ -348,6 +356,7 @@ pub fn cells(
                 checkpoint_hashes: Vec::new(),
                 flags: Vec::new(),
                 environments: Vec::new(),
+                forward_passes: None,
             });
         }
     }

@@ -131,7 +131,8 @@ fn examples(subset: &str) -> (usize, usize) {
 }
 
 /// Compares `candidate` — a run's config hash or an evaluation key hash, full or a unique
-/// prefix — with every registry entry evaluated under its protocol.
+/// prefix — with every registry entry evaluated under its protocol (that of the candidate's
+/// evaluation with the most attacks, the latest among equals).
 pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Comparison> {
     let complete: BTreeMap<String, &RunRecord> =
         runs.iter().filter(|r| r.is_complete()).map(|r| (r.config_hash.to_hex(), r)).collect();
@@ -146,8 +147,8 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
              (at least 4 hex digits; see `infoat registry ls`), and evaluate it first with `infoat eval`"
         )));
     }
-    // The candidate's latest evaluation decides the protocol.
-    let cand = *picked.iter().max_by_key(|&&i| (&evals[i].attempt, i)).expect("non-empty");
+    // The candidate's evaluation with the most attacks decides the protocol (ties: the latest).
+    let cand = *picked.iter().max_by_key(|&&i| (evals[i].attacks.len(), &evals[i].attempt, i)).expect("non-empty");
     let (cand_key, cand_label, cand_arch, _) = identify(&evals[cand], &complete)?;
     let arch_for_protocol = if evals[cand].config_hash.is_some() { cand_arch.clone() } else { "external".into() };
     let protocol = protocol_of(&evals[cand], &arch_for_protocol);

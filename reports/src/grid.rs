@@ -134,6 +134,9 @@ pub struct Grid {
     pub notes: Vec<String>,
     /// Whether any cell has a published number.
     pub has_published: bool,
+    /// Per column: the attack's cost as "heading: forward passes per example", for the
+    /// columns that recorded one.
+    pub costs: Vec<String>,
 }
 
 fn mark(v: Verdict) -> &'static str {
@@ -271,6 +274,13 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
         rows.push(row);
     }
     let has_published = cells.iter().any(|c| c.published.is_some());
+    let costs = metrics
+        .iter()
+        .filter_map(|m| {
+            let v: Vec<f64> = cells.iter().filter(|c| &c.metric == m).filter_map(|c| c.forward_passes).collect();
+            (!v.is_empty()).then(|| format!("{} {:.0}", metric_header(m), v.iter().sum::<f64>() / v.len() as f64))
+        })
+        .collect();
     let reproduced = cells.iter().any(|c| c.verdict != Verdict::NotRun);
     let mut notes = Vec::new();
     match tol.paper_eps.get(&dataset) {
@@ -313,5 +323,6 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
         environments: environments.into_iter().collect(),
         notes,
         has_published,
+        costs,
     }
 }

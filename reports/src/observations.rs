@@ -35,8 +35,10 @@ pub struct Observation {
     pub eps: f64,
     /// `natural` or an attack id.
     pub metric: String,
-    /// Accuracy as a fraction in [0, 1].
+    /// Accuracy as a fraction in [0, 1] (ADBD: an L∞ distance).
     pub value: f64,
+    /// The attack's cost: model forward passes per attacked example, when recorded.
+    pub cost: Option<f64>,
     /// The run's seed.
     pub seed: u64,
     /// The run's config hash.
@@ -190,6 +192,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             eps,
             metric: "natural".into(),
             value: e.clean_acc,
+            cost: None,
             seed: c.get("seed").and_then(Value::as_u64).unwrap_or(0),
             config_hash: run.config_hash.to_hex(),
             checkpoint_hash: e.key.model_hash.to_hex(),
@@ -199,9 +202,46 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             environment: environment(run),
         };
         for (attack, r) in &e.attacks {
-            out.push(Observation { metric: attack.clone(), value: r.robust_acc, ..base.clone() });
+            // Black-box attacks go to their own tables (III: SPSA, IV: RayS's ADBD and robust
+            // accuracy); white-box ones stay in the run's table.
+            let table = match attack.as_str() {
+                a if a.starts_with("spsa") => "III".to_string(),
+                "rays" => "IV".to_string(),
+                _ => base.table.clone(),
+            };
+            if attack == "rays" {
+                if let Some(adbd) = r.adbd {
+                    out.push(Observation {
+                        table: table.clone(),
+                        metric: "adbd".into(),
+                        value: adbd,
+                        cost: r.forward_passes,
+                        ..base.clone()
+                    });
+                }
+                out.push(Observation {
+                    table,
+                    metric: "rob_acc".into(),
+                    value: r.robust_acc,
+                    cost: r.forward_passes,
+                    ..base.clone()
+                });
+                continue;
+            }
+            out.push(Observation {
+                table,
+                metric: attack.clone(),
+                value: r.robust_acc,
+                cost: r.forward_passes,
+                ..base.clone()
+            });
         }
-        out.push(base);
+        // Clean accuracy belongs to the white-box tables; an evaluation with black-box attacks
+        // only (Tables III and IV print no clean column) does not add a row of its own there.
+        let black_box_only = !e.attacks.is_empty() && e.attacks.keys().all(|a| a.starts_with("spsa") || a == "rays");
+        if !black_box_only {
+            out.push(base);
+        }
     }
     disambiguate(&mut out);
     Ok(out)

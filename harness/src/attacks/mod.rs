@@ -8,7 +8,10 @@
 mod apgd;
 mod autoattack;
 mod fab;
+pub mod oracle;
 mod pgd;
+mod rays;
+mod spsa;
 mod square;
 
 pub use apgd::{Apgd, ApgdLoss};
@@ -16,6 +19,8 @@ pub use autoattack::Cascade;
 pub use fab::{project_hyperplane_box, FabT};
 pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
+pub use rays::{rays, Rays, RaysOutcome};
+pub use spsa::{estimate_gradient, margin, spsa, Spsa};
 pub use square::{Square, SquareOutcome};
 
 use serde::{Deserialize, Serialize};
@@ -51,7 +56,18 @@ pub trait Attack {
     /// are true where the attack succeeded at *some* iterate it checked (for attacks that
     /// count any iterate) — attacks that judge only their final point return `None`.
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
+
+    /// For attacks that measure the distance to the decision boundary (RayS): the adversarial
+    /// batch, the success flags and the per-example L∞ distance `[N]` (Float64). `None` (the
+    /// default) for attacks that only try to cross it within eps.
+    fn distances(&self, _model: &dyn Classifier, _x: &Tensor, _y: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+        Ok(None)
+    }
 }
+
+/// RayS's default query budget per example (SPEC §3: a config field; the leaderboard used
+/// 40,000).
+pub const RAYS_DEFAULT_BUDGET: usize = 10_000;
 
 /// The evaluation attacks a preset or `infoat eval` can name (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
@@ -87,12 +103,37 @@ pub enum AttackId {
     Square,
     /// AutoAttack standard: apgd_ce → apgd_t → fab_t → square on still-robust points.
     Aa,
+    /// SPSA with 128 model evaluations per gradient estimate (paper Table III), 100 iterations.
+    Spsa128,
+    /// SPSA with 256 evaluations per estimate.
+    Spsa256,
+    /// SPSA with 512 evaluations per estimate.
+    Spsa512,
+    /// SPSA with 1,024 evaluations per estimate.
+    Spsa1024,
+    /// RayS, hard-label (paper Table IV): boundary distance (ADBD) and robust accuracy.
+    Rays,
 }
 
 impl AttackId {
-    /// The attack at radius `eps`.
+    /// The attack at radius `eps` (RayS with its default budget).
     pub fn build(self, eps: f64) -> Box<dyn Attack> {
+        self.build_with(eps, RAYS_DEFAULT_BUDGET)
+    }
+
+    /// True for the black-box attacks (paper Tables III and IV), which see only outputs.
+    pub fn is_black_box(self) -> bool {
+        matches!(self, AttackId::Spsa128 | AttackId::Spsa256 | AttackId::Spsa512 | AttackId::Spsa1024 | AttackId::Rays)
+    }
+
+    /// The attack at radius `eps`, RayS with `rays_budget` queries per example.
+    pub fn build_with(self, eps: f64, rays_budget: usize) -> Box<dyn Attack> {
         match self {
+            AttackId::Spsa128 => Box::new(Spsa::paper(eps, 128)),
+            AttackId::Spsa256 => Box::new(Spsa::paper(eps, 256)),
+            AttackId::Spsa512 => Box::new(Spsa::paper(eps, 512)),
+            AttackId::Spsa1024 => Box::new(Spsa::paper(eps, 1024)),
+            AttackId::Rays => Box::new(Rays::new(eps, rays_budget)),
             AttackId::Fgsm => Box::new(Fgsm { eps }),
             AttackId::Pgd20 => Box::new(Pgd::paper(eps, 20)),
             AttackId::Pgd100 => Box::new(Pgd::paper(eps, 100)),
@@ -134,6 +175,11 @@ impl AttackId {
             AttackId::FabT => "fab_t",
             AttackId::Square => "square",
             AttackId::Aa => "aa",
+            AttackId::Spsa128 => "spsa128",
+            AttackId::Spsa256 => "spsa256",
+            AttackId::Spsa512 => "spsa512",
+            AttackId::Spsa1024 => "spsa1024",
+            AttackId::Rays => "rays",
         }
     }
 }
