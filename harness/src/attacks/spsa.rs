@@ -193,6 +193,7 @@ mod tests {
 
     #[test]
     fn estimate_aligns_with_the_true_gradient_better_with_more_samples() {
+        let _g = crate::models::layers::test_support::rng_lock();
         tch::manual_seed(3);
         let (k, d) = (3i64, 64i64);
         let model = Linear {
@@ -242,6 +243,7 @@ mod tests {
 
     #[test]
     fn spsa_stays_in_the_ball_breaks_a_linear_model_and_never_beats_pgd_by_more_than_noise() {
+        let _g = crate::models::layers::test_support::rng_lock();
         tch::manual_seed(5);
         let (k, d, n) = (4i64, 48i64, 64i64);
         let w = Tensor::randn([k, d], (Kind::Float, Device::Cpu));
