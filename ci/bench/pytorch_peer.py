@@ -6,8 +6,9 @@ the same architectures, batch, random data and threads, timed the same way (devi
 synchronised before reading the clock, warm-up steps untimed).
 
 Variants:
-  reference  parameters keep requires_grad during the attack, NCHW (as TRADES/MART write it)
-  tuned      parameters frozen during the attack, channels-last memory format
+  reference      parameters keep requires_grad during the attack, NCHW (as TRADES/MART write it)
+  tuned          parameters frozen during the attack, channels-last memory format
+  frozen         parameters frozen, NCHW;   channels-last: requires_grad kept, channels-last
 
     pytorch_peer.py --arch resnet18 --dataset cifar10 --device cuda --precision bf16 --variant tuned
 
@@ -125,7 +126,9 @@ def main():
     ap.add_argument("--dataset", default="mnist", choices=sorted(SHAPES))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
-    ap.add_argument("--variant", default="reference", choices=["reference", "tuned"])
+    ap.add_argument("--variant", default="reference", choices=["reference", "tuned", "frozen", "channels-last"],
+                    help="reference: as TRADES/MART write it; tuned: frozen + channels-last; frozen or "
+                         "channels-last: one of the two")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--inner-steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -147,8 +150,8 @@ def main():
     torch.backends.cudnn.allow_tf32 = tf32
     c, h, w, k, eps, n_train = SHAPES[a.dataset]
     model = build(a.arch, c, k).to(dev)
-    tuned = a.variant == "tuned"
-    fmt = torch.channels_last if tuned else torch.contiguous_format
+    tuned = a.variant in ("tuned", "frozen")
+    fmt = torch.channels_last if a.variant in ("tuned", "channels-last") else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=3.5e-3)
     x = torch.rand(a.batch_size, c, h, w, device=dev).contiguous(memory_format=fmt)
