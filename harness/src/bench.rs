@@ -111,18 +111,6 @@ fn sync(device: Device) {
     }
 }
 
-fn inner_steps(method: &MethodConfig) -> usize {
-    match method {
-        MethodConfig::Natural => 0,
-        MethodConfig::At { inner }
-        | MethodConfig::Trades { inner, .. }
-        | MethodConfig::Mart { inner, .. }
-        | MethodConfig::MartPlus { inner, .. }
-        | MethodConfig::Gandef { inner, .. }
-        | MethodConfig::Infoat { inner, .. } => inner.steps,
-    }
-}
-
 /// A ready-to-step training setup on random data: what `infoat bench` times and the criterion
 /// benches (`harness/benches/pgd.rs`) drive.
 pub struct Rig {
@@ -215,7 +203,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         return Err(Error::Invalid("bench needs a batch size and a step count of at least 1".into()));
     }
     let mut rig = Rig::new(spec)?;
-    let steps = inner_steps(&spec.method);
+    let steps = spec.method.inner().map_or(0, |i| i.steps);
     let one = |rig: &mut Rig, i: usize| -> Result<()> {
         match spec.work {
             Work::TrainStep => rig.step(i),
@@ -238,7 +226,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         arch: spec.arch.name().to_string(),
         dataset: spec.dataset.name().to_string(),
         method: rig.method.name().to_string(),
-        inner_steps: inner_steps(&spec.method),
+        inner_steps: steps,
         work: spec.work,
         device: env.device.clone(),
         device_name: env.gpu.clone().or_else(|| env.cpu.clone()).unwrap_or_else(|| env.device.clone()),

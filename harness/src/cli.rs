@@ -240,20 +240,6 @@ pub enum BenchMethod {
 impl BenchMethod {
     /// The method's config with its defaults and `inner_steps` PGD steps.
     pub fn config(self, inner_steps: usize) -> crate::methods::MethodConfig {
-        use crate::methods::{InnerConfig, MethodConfig};
-        let inner = InnerConfig { steps: inner_steps, ..InnerConfig::default() };
-        let with_inner = |mut m: MethodConfig| {
-            match &mut m {
-                MethodConfig::Natural => {}
-                MethodConfig::At { inner: i }
-                | MethodConfig::Trades { inner: i, .. }
-                | MethodConfig::Mart { inner: i, .. }
-                | MethodConfig::MartPlus { inner: i, .. }
-                | MethodConfig::Gandef { inner: i, .. }
-                | MethodConfig::Infoat { inner: i, .. } => *i = inner.clone(),
-            }
-            m
-        };
         let kind = match self {
             BenchMethod::Natural => "natural",
             BenchMethod::At => "at",
@@ -261,10 +247,13 @@ impl BenchMethod {
             BenchMethod::Mart => "mart",
             BenchMethod::Infoat => "infoat",
         };
-        // The config defaults (beta, lambda, …) are the serde ones: build it as a config file would.
-        let m: MethodConfig = serde_json::from_value(serde_json::json!({ "kind": kind }))
-            .expect("invariant: every bench method deserialises from its kind alone");
-        with_inner(m)
+        // Built as a config file would be, so every other field takes its serde default.
+        let value = if self == BenchMethod::Natural {
+            serde_json::json!({ "kind": kind })
+        } else {
+            serde_json::json!({ "kind": kind, "inner": { "steps": inner_steps } })
+        };
+        serde_json::from_value(value).expect("invariant: every bench method deserialises from its kind and steps")
     }
 }
 

@@ -789,60 +789,47 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
     let out = train_run(&run.config, None, registry, force, progress)?;
     let checkpoint_hash =
         out.record.checkpoint_hash.ok_or_else(|| Error::Invalid("a complete run has a checkpoint".into()))?;
-    let report = evaluate(
-        &EvalRequest {
-            source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
-            dataset: Some(run.config.data.dataset),
-            data_dir: out.data_dir(),
-            device: run.config.device.device()?,
-            batch_size: run.config.train.eval_batch_size,
-            limit: run.config.data.test_limit,
-            attacks: run.eval.attacks.clone(),
-            eps: run.eval.eps,
-            attack_limit: run.eval.limit,
-            seed: run.config.seed,
-            rays_budget: run.eval.rays_budget,
-            sanity: true,
-            force,
-        },
-        Some(registry),
-    )?;
+    let white_box = EvalRequest {
+        source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
+        dataset: Some(run.config.data.dataset),
+        data_dir: out.data_dir(),
+        device: run.config.device.device()?,
+        batch_size: run.config.train.eval_batch_size,
+        limit: run.config.data.test_limit,
+        attacks: run.eval.attacks.clone(),
+        eps: run.eval.eps,
+        attack_limit: run.eval.limit,
+        seed: run.config.seed,
+        rays_budget: run.eval.rays_budget,
+        sanity: true,
+        force,
+    };
+    let report = evaluate(&white_box, Some(registry))?;
     let mut accuracy = BTreeMap::from([("clean".to_string(), report.clean.accuracy)]);
     let mut images = BTreeMap::from([("clean".to_string(), report.clean.total)]);
     let mut seconds = BTreeMap::new();
-    for (id, a) in &report.attacks {
-        accuracy.insert(id.clone(), a.robust.accuracy);
-        images.insert(id.clone(), a.robust.total);
-        seconds.insert(id.clone(), a.seconds);
-    }
-    let mut black_box_key = None;
-    let mut black_box_reused = true;
-    let mut sanity = report.sanity.clone();
-    if let Some(bb) = &run.eval.black_box {
-        let bb_report = evaluate(
-            &EvalRequest {
-                source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
-                dataset: Some(run.config.data.dataset),
-                data_dir: out.data_dir(),
-                device: run.config.device.device()?,
-                batch_size: run.config.train.eval_batch_size,
-                limit: run.config.data.test_limit,
-                attacks: bb.attacks.clone(),
-                eps: run.eval.eps,
-                attack_limit: bb.limit,
-                seed: run.config.seed,
-                rays_budget: bb.rays_budget,
-                // The model probes ran with the white-box suite.
-                sanity: false,
-                force,
-            },
-            Some(registry),
-        )?;
-        for (id, a) in &bb_report.attacks {
+    let mut add = |r: &EvalReport| {
+        for (id, a) in &r.attacks {
             accuracy.insert(id.clone(), a.robust.accuracy);
             images.insert(id.clone(), a.robust.total);
             seconds.insert(id.clone(), a.seconds);
         }
+    };
+    add(&report);
+    let mut black_box_key = None;
+    let mut black_box_reused = true;
+    let mut sanity = report.sanity.clone();
+    if let Some(bb) = &run.eval.black_box {
+        let request = EvalRequest {
+            attacks: bb.attacks.clone(),
+            attack_limit: bb.limit,
+            rays_budget: bb.rays_budget,
+            // The model probes ran with the white-box suite.
+            sanity: false,
+            ..white_box
+        };
+        let bb_report = evaluate(&request, Some(registry))?;
+        add(&bb_report);
         sanity.extend(bb_report.sanity.iter().cloned());
         black_box_key = Some(bb_report.key);
         black_box_reused = bb_report.reused;

@@ -105,24 +105,30 @@ fn protocol_of(e: &EvalRecord, arch: &str) -> Protocol {
     }
 }
 
-/// What one evaluation contributes: (entry key, label, arch label, config hash, model hash).
-fn identify(e: &EvalRecord, runs: &BTreeMap<String, &RunRecord>) -> Result<(String, String, String, String)> {
+/// What one evaluation contributes to a comparison.
+struct Identity {
+    /// The entry it belongs to: the run's recipe, or the external model's hash.
+    entry: String,
+    /// Its row label.
+    label: String,
+    /// Architecture label, or `external`.
+    arch: String,
+}
+
+fn identify(e: &EvalRecord, runs: &BTreeMap<String, &RunRecord>) -> Result<Identity> {
     if let Some(run) = e.config_hash.and_then(|h| runs.get(&h.to_hex())) {
         let c = &run.config;
         let kind = c.pointer("/method/kind").and_then(Value::as_str).unwrap_or("unknown");
         let arch = c.pointer("/model/arch").and_then(Value::as_str).unwrap_or("unknown");
         let recipe = recipe_hash(c)?;
-        return Ok((
-            recipe.clone(),
-            format!("{} [{}]", method_label(kind), &recipe[..8]),
-            arch_label(arch),
-            run.config_hash.to_hex(),
-        ));
+        let label = format!("{} [{}]", method_label(kind), &recipe[..8]);
+        return Ok(Identity { entry: recipe, label, arch: arch_label(arch) });
     }
     let path = e.model.get("path").and_then(Value::as_str).unwrap_or("model");
     let name = std::path::Path::new(path).file_name().map_or(path.to_string(), |n| n.to_string_lossy().into_owned());
     let arch = e.model.get("arch").and_then(Value::as_str).map_or("external".to_string(), arch_label);
-    Ok((e.key.model_hash.to_hex(), format!("{name} [{}]", &e.key.model_hash.to_hex()[..8]), arch, String::new()))
+    let hash = e.key.model_hash.to_hex();
+    Ok(Identity { label: format!("{name} [{}]", &hash[..8]), entry: hash, arch })
 }
 
 fn examples(subset: &str) -> (usize, usize) {
@@ -149,37 +155,35 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
     }
     // The candidate's evaluation with the most attacks decides the protocol (ties: the latest).
     let cand = *picked.iter().max_by_key(|&&i| (evals[i].attacks.len(), &evals[i].attempt, i)).expect("non-empty");
-    let (cand_key, cand_label, cand_arch, _) = identify(&evals[cand], &complete)?;
-    let arch_for_protocol = if evals[cand].config_hash.is_some() { cand_arch.clone() } else { "external".into() };
+    // Each evaluation is identified once (a run's recipe hash is a canonical-JSON digest).
+    let ids: Vec<Identity> = evals.iter().map(|e| identify(e, &complete)).collect::<Result<_>>()?;
+    let arch_for_protocol = if evals[cand].config_hash.is_some() { ids[cand].arch.clone() } else { "external".into() };
     let protocol = protocol_of(&evals[cand], &arch_for_protocol);
 
     // Latest evaluation per model under the protocol.
-    let mut latest: BTreeMap<String, &EvalRecord> = BTreeMap::new();
-    for e in evals {
-        let (_, _, arch, _) = identify(e, &complete)?;
-        let p = protocol_of(e, if protocol.arch == "external" { "external" } else { &arch });
+    let mut latest: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, e) in evals.iter().enumerate() {
+        let p = protocol_of(e, if protocol.arch == "external" { "external" } else { &ids[i].arch });
         if p != protocol {
             continue;
         }
         let id = e.key.model_hash.to_hex();
-        if latest.get(&id).is_none_or(|old| old.attempt < e.attempt) {
-            latest.insert(id, e);
+        if latest.get(&id).is_none_or(|&old| evals[old].attempt < e.attempt) {
+            latest.insert(id, i);
         }
     }
     // Group models into entries (a recipe's seeds together).
-    let mut groups: BTreeMap<String, Vec<&EvalRecord>> = BTreeMap::new();
-    let mut info: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for e in latest.values() {
-        let (key, label, arch, _) = identify(e, &complete)?;
-        info.insert(key.clone(), (label, arch));
-        groups.entry(key).or_default().push(e);
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in latest.values() {
+        groups.entry(ids[i].entry.clone()).or_default().push(i);
     }
     let (n_clean, n_attacked) = examples(&protocol.subset);
     let mut metric_ids: BTreeSet<String> = BTreeSet::new();
     let mut entries = Vec::new();
-    for (key, es) in &groups {
+    for (key, members) in &groups {
+        let es: Vec<&EvalRecord> = members.iter().map(|&i| &evals[i]).collect();
         let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for e in es {
+        for e in &es {
             values.entry("natural".into()).or_default().push(e.clean_acc);
             for (a, r) in &e.attacks {
                 values.entry(a.clone()).or_default().push(r.robust_acc);
@@ -205,7 +209,8 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
                 (m, Stat { mean, std, n, se, examples })
             })
             .collect();
-        let (label, arch) = info[key].clone();
+        let id = &ids[members[0]];
+        let (label, arch) = (id.label.clone(), id.arch.clone());
         let mut config_hashes: Vec<String> = es.iter().filter_map(|e| e.config_hash.map(|h| h.to_hex())).collect();
         config_hashes.sort();
         let mut model_hashes: Vec<String> = es.iter().map(|e| e.key.model_hash.to_hex()).collect();
@@ -213,7 +218,7 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         entries.push(Entry {
             label,
             arch,
-            candidate: *key == cand_key,
+            candidate: *key == ids[cand].entry,
             metrics,
             config_hashes,
             model_hashes,
@@ -254,9 +259,9 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         (!r.entry.candidate, r.cells.get(last).and_then(|c| c.rank).unwrap_or(usize::MAX), r.entry.label.clone())
     });
     let (ds, _) = protocol.data.split_once('/').unwrap_or((&protocol.data, ""));
-    let eps = evals[cand].suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let eps = crate::observations::suite_eps(&evals[cand]);
     Ok(Comparison {
-        candidate: cand_label,
+        candidate: ids[cand].label.clone(),
         protocol: format!(
             "{} test, clean on {n_clean}, attacks on the first {n_attacked}, L∞ eps {eps:.6}, {}, suite {}",
             dataset_label(ds),

@@ -134,6 +134,11 @@ fn environment(r: &RunRecord) -> String {
     )
 }
 
+/// The attacks' L∞ radius an evaluation recorded in its suite.
+pub fn suite_eps(e: &EvalRecord) -> f64 {
+    e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
 fn protocol(e: &EvalRecord, eps: f64) -> String {
     let split = e.key.data.split('/').take(2).collect::<Vec<_>>().join("/");
     let (clean, attacked) = e.key.subset.split_once('/').unwrap_or((e.key.subset.as_str(), e.key.subset.as_str()));
@@ -162,8 +167,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         if run.checkpoint_hash != Some(e.key.model_hash) {
             continue;
         }
-        let eps = e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let key = (e.key.model_hash, protocol(e, eps));
+        let key = (e.key.model_hash, protocol(e, suite_eps(e)));
         let keep = chosen.get(&key).is_none_or(|old| old.attempt < e.attempt);
         if keep {
             chosen.insert(key, e);
@@ -176,7 +180,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         let dataset_id = str_at(c, &["data", "dataset"]).unwrap_or("unknown");
         let arch_id = str_at(c, &["model", "arch"]).unwrap_or("unknown");
         let kind = str_at(c, &["method", "kind"]).unwrap_or("unknown");
-        let eps = e.suite.get("eps").and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let eps = suite_eps(e);
         let flags: Vec<String> = e.sanity.iter().map(|s| format!("{}: {}", s.check, s.message)).collect();
         let (table, method) = match mine_row(c) {
             Some(label) => ("I".to_string(), label),

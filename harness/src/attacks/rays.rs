@@ -46,10 +46,22 @@ pub struct RaysOutcome {
     pub boundary: Tensor,
 }
 
-fn ray(x: &Tensor, d: &Tensor, r: &Tensor) -> Result<Tensor> {
+/// `[-1, 1, 1, 1]` for a batch like `x`: reshapes a per-example value to broadcast over images.
+fn per_example(x: &Tensor) -> Vec<i64> {
     let mut shape = vec![-1i64];
     shape.extend(std::iter::repeat_n(1, x.dim() - 1));
-    Ok(x.f_add(&d.f_mul(&r.f_to_kind(Kind::Float)?.f_reshape(shape.as_slice())?)?)?.f_clamp(0.0, 1.0)?)
+    shape
+}
+
+/// `[-1, C, H, W]` for a batch like `x`: reshapes flat directions back to images.
+fn images_like(x: &Tensor) -> Vec<i64> {
+    let mut shape = x.size();
+    shape[0] = -1;
+    shape
+}
+
+fn ray(x: &Tensor, d: &Tensor, r: &Tensor) -> Result<Tensor> {
+    Ok(x.f_add(&d.f_mul(&r.f_to_kind(Kind::Float)?.f_reshape(per_example(x).as_slice())?)?)?.f_clamp(0.0, 1.0)?)
 }
 
 /// Runs RayS through `oracle` on `x` (`[N, C, H, W]`) with labels `y`.
@@ -65,7 +77,6 @@ pub fn rays(oracle: &dyn LabelOracle, x: &Tensor, y: &Tensor, budget: usize, tol
     let mut best = Tensor::f_full([n], f64::INFINITY, (Kind::Double, device))?;
     best = best.f_masked_fill(&wrong, 0.0)?;
     let mut dir = Tensor::f_ones([n, dim], (Kind::Float, device))?;
-    let shape = x.size();
     let (mut stage, mut block) = (0u32, 0i64);
     let mut first = true;
     loop {
@@ -92,12 +103,7 @@ pub fn rays(oracle: &dyn LabelOracle, x: &Tensor, y: &Tensor, budget: usize, tol
         let yb = y.f_index_select(0, &idx)?;
         let best_b = best.f_index_select(0, &idx)?;
         let hi0 = best_b.f_clamp_max(1.0)?;
-        let dshape: Vec<i64> = shape.clone();
-        let cand_img = cand.f_reshape({
-            let mut s = dshape.clone();
-            s[0] = -1;
-            s
-        })?;
+        let cand_img = cand.f_reshape(images_like(&x).as_slice())?;
         let succ = oracle.labels(&ray(&xb, &cand_img, &hi0)?)?.f_ne_tensor(&yb)?;
         queries = queries.f_index_add(0, &idx, &Tensor::f_ones([idx.size()[0]], (Kind::Int64, device))?)?;
         // Binary search on the examples whose candidate ray is misclassified at the current
@@ -154,17 +160,8 @@ pub fn rays(oracle: &dyn LabelOracle, x: &Tensor, y: &Tensor, budget: usize, tol
     // Distances as realised (clamping to [0, 1] can only shorten the ray).
     let found = best.f_isfinite()?;
     let r = best.f_where_self(&found, &best.f_zeros_like()?)?;
-    let dimg = dir.f_reshape({
-        let mut s = shape.clone();
-        s[0] = -1;
-        s
-    })?;
-    let point = ray(&x, &dimg, &r)?;
-    let keep = found.f_reshape({
-        let mut s = vec![-1i64];
-        s.extend(std::iter::repeat_n(1, x.dim() - 1));
-        s
-    })?;
+    let point = ray(&x, &dir.f_reshape(images_like(&x).as_slice())?, &r)?;
+    let keep = found.f_reshape(per_example(&x).as_slice())?;
     let boundary = point.f_where_self(&keep, &x)?;
     let realised =
         boundary.f_sub(&x)?.f_abs()?.f_reshape([n, dim])?.f_amax([1i64].as_slice(), false)?.f_to_kind(Kind::Double)?;
@@ -185,9 +182,7 @@ impl Attack for Rays {
     fn distances(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
         let out = rays(&Oracle::new(model), x, y, self.budget, self.tol)?;
         let broken = out.distance.f_le(self.eps)?;
-        let mut shape = vec![-1i64];
-        shape.extend(std::iter::repeat_n(1, x.dim() - 1));
-        let adv = out.boundary.f_where_self(&broken.f_reshape(shape.as_slice())?, x)?;
+        let adv = out.boundary.f_where_self(&broken.f_reshape(per_example(x).as_slice())?, x)?;
         Ok(Some((adv, broken, out.distance)))
     }
 }
