@@ -4,6 +4,7 @@
 mod attacks;
 mod cli;
 mod errors;
+mod extra_data;
 mod pytorch_peer;
 mod quickstart;
 mod registry;

@@ -41,6 +41,12 @@ pub enum Command {
     /// Place a run or an evaluated external model among every registry entry evaluated under
     /// the same protocol: ranks per attack, differences and whether they exceed noise.
     Compare(CompareArgs),
+    /// Rerun a preset in a fresh registry and compare it with a baseline bundle: on CPU every
+    /// checkpoint must match bit for bit, every metric within the preset's tolerance (nightly CI).
+    Regress(RegressArgs),
+    /// Write a preset as a Slurm job array (one task per run, each into its own registry shard)
+    /// and the script that merges the shards.
+    Sweep(SweepArgs),
     /// Measure one adversarial-training step (images/s), the largest batch that fits, or
     /// CPU-vs-device agreement, on random data of a dataset's shape.
     Bench(BenchArgs),
@@ -155,13 +161,29 @@ pub struct EvalArgs {
 
 /// `infoat reproduce`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat reproduce quickstart\n  \
+    infoat reproduce --list\n  \
+    infoat reproduce table2 --dry-run\n  \
+    infoat reproduce paper --only table2/cifar10_at --registry shard-0\n\n\
+    A run that fails (missing data, divergence, …) is reported and the next one starts; an \
+    interrupted run resumes from its last finished epoch when started again.\n\
+    Exit status: 0 every run complete and at its targets; 1 some run below its targets or \
+    flagged; 2 some run failed.")]
 pub struct ReproduceArgs {
     /// A preset name (see --list) or a path to a preset .toml file.
     #[arg(required_unless_present = "list")]
     pub preset: Option<String>,
-    /// List the presets and exit.
+    /// List the presets with their runs and estimated cost, and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print every run's config hash, what the registry already holds and the estimated cost
+    /// of the rest; train and evaluate nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only these runs of the preset, by name, comma-separated (a sweep's array task runs one).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Registry and reuse.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -171,6 +193,72 @@ pub struct ReproduceArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `infoat regress`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat regress quickstart --baseline fixtures/regress/quickstart\n  \
+    infoat regress quickstart --baseline new-baseline --write-baseline\n\n\
+    Exit status: 0 no difference; 1 some difference (listed in the summary); 2 an error.")]
+pub struct RegressArgs {
+    /// A preset name or a path to a preset .toml file.
+    pub preset: String,
+    /// The baseline: a bundle folder (`infoat registry export`, or `--write-baseline`).
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// Registry for the rerun [default: a fresh temporary one, removed afterwards]. Give an
+    /// existing one to compare what it holds without training again.
+    #[arg(long)]
+    pub registry: Option<PathBuf>,
+    /// Write this run as the new baseline (records only; `--with-blobs` adds the checkpoints)
+    /// into the --baseline folder, which must be new or empty, instead of comparing.
+    #[arg(long)]
+    pub write_baseline: bool,
+    /// With --write-baseline: include the checkpoint blobs, so the bundle can also be imported.
+    #[arg(long, requires = "write_baseline")]
+    pub with_blobs: bool,
+    /// Also write the Markdown summary to this file.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Print the comparison as JSON on stdout instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `infoat sweep`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat sweep table2 --emit slurm --out sweeps/table2\n  \
+    sbatch sweeps/table2/sweep.sbatch && sh sweeps/table2/merge.sh")]
+pub struct SweepArgs {
+    /// A preset name or a path to a preset .toml file.
+    pub preset: String,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "slurm")]
+    pub emit: Emit,
+    /// Output folder (created): the job script, the merge script, shards/ and logs/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Slurm partition (`#SBATCH --partition`); omitted: the cluster's default.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// The registry the shards are merged into [default: ./infoat-registry].
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Time limit = estimate × this margin (at least 10 minutes).
+    #[arg(long, default_value_t = 2.0)]
+    pub margin: f64,
+    /// Folder with the datasets on the cluster (passed as INFOAT_DATA to every task).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A sweep's output kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// A Slurm job array (`sbatch`).
+    Slurm,
 }
 
 /// `infoat report`.

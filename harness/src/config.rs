@@ -102,6 +102,10 @@ pub struct DataConfig {
     /// Evaluate on only the first N test images; omitted means all.
     #[serde(default)]
     pub test_limit: Option<usize>,
+    /// Pseudo-labelled extra training images mixed into every batch (Table VI, RST; SPEC §2).
+    /// Omitted when absent, so configs without it keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<crate::data::extra::ExtraData>,
 }
 
 /// The architecture.
@@ -261,6 +265,9 @@ impl RunConfig {
         }
         if self.train.batch_size == 0 || self.train.eval_batch_size == 0 {
             return Err(bad("train.batch_size and train.eval_batch_size must be at least 1".into()));
+        }
+        if let Some(extra) = &self.data.extra {
+            extra.validate(self.train.batch_size).map_err(bad)?;
         }
         if self.data.train_limit == Some(0) || self.data.test_limit == Some(0) {
             return Err(bad("data.train_limit and data.test_limit must be at least 1 when given".into()));

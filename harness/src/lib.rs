@@ -24,6 +24,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod data;
 pub mod env;
 pub mod error;

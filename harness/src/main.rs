@@ -3,15 +3,17 @@
 //! Exit status: 0 success; 1 a preset ran but missed a target; 2 an error (bad input, missing
 //! data, corrupted checkpoint, …), printed with its full cause chain.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use infoat_harness::cli::{
-    BenchArgs, Cli, Command, CompareArgs, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, ReportArgs, ReproduceArgs,
-    TrainArgs,
+    BenchArgs, Cli, Command, CompareArgs, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, RegressArgs, ReportArgs,
+    ReproduceArgs, SweepArgs, TrainArgs,
 };
 use infoat_harness::config::RunConfig;
+use infoat_harness::cost;
 use infoat_harness::data::Dataset;
 use infoat_harness::pipeline::{self, EvalRequest, ModelSource};
 use infoat_harness::preset::Preset;
@@ -41,6 +43,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
         Command::Compare(a) => compare(a),
+        Command::Regress(a) => regress(a, progress),
+        Command::Sweep(a) => sweep(a),
         Command::Needs { args } => needs(args),
     }
 }
@@ -316,28 +320,43 @@ fn model_source(a: &EvalArgs) -> Result<ModelSource> {
 
 fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     if a.list {
-        for p in Preset::all()? {
-            println!(
-                "{:<12} {} ({} run{})",
-                p.name,
-                p.description,
-                p.runs.len(),
-                if p.runs.len() == 1 { "" } else { "s" }
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
+        return list_presets(a.json);
     }
     let name = a.preset.context("a preset name is required")?;
-    let preset = Preset::find(&name)?;
+    let mut preset = Preset::find(&name)?;
+    if !a.only.is_empty() {
+        let unknown: Vec<&String> = a.only.iter().filter(|o| !preset.runs.iter().any(|r| &&r.name == o)).collect();
+        if !unknown.is_empty() {
+            let names: Vec<&str> = preset.runs.iter().map(|r| r.name.as_str()).collect();
+            anyhow::bail!(
+                "--only {unknown:?}: preset '{}' has no such run; its runs: {}",
+                preset.name,
+                names.join(", ")
+            );
+        }
+        preset.runs.retain(|r| a.only.contains(&r.name));
+    }
     let registry = Registry::open(&a.registry.registry)?;
+    if a.dry_run {
+        return dry_run(&preset, &registry, a.json);
+    }
     import_published(&registry)?;
     let mut rows = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
     for run in &preset.runs {
         if progress == Progress::Bar {
             eprintln!("== {} / {} ==", preset.name, run.name);
         }
-        let out = pipeline::reproduce_run(run, &registry, a.registry.force, progress)
-            .with_context(|| format!("run '{}' of preset '{}'", run.name, preset.name))?;
+        let out = match pipeline::reproduce_run(run, &registry, a.registry.force, progress) {
+            Ok(out) => out,
+            Err(e) => {
+                // Keep going: one missing dataset or diverged run must not cost the others.
+                let message = format!("{:#}", anyhow::Error::from(e));
+                eprintln!("FAILED run '{}' of preset '{}': {message}", run.name, preset.name);
+                failed.push((run.name.clone(), message));
+                continue;
+            }
+        };
         if progress == Progress::Bar && (out.reused || out.eval_reused) {
             // On stderr, so that a rerun's stdout is identical to the first run's.
             let what = match (out.reused, out.eval_reused) {
@@ -372,16 +391,287 @@ fn reproduce(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     )
     .context("writing the preset's report")?;
     if a.json {
+        let failed: Vec<_> = failed.iter().map(|(run, error)| json!({ "run": run, "error": error })).collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": rows, "report": report }))?
+            serde_json::to_string_pretty(
+                &json!({ "preset": preset.name, "runs": rows, "failed": failed, "report": report })
+            )?
         );
     } else {
         print_preset_table(&preset, &rows);
+        for (run, error) in &failed {
+            println!("{run:<24} FAILED: {error}");
+        }
         let paths: Vec<String> = report.iter().map(|p| p.display().to_string()).collect();
         println!("report: {}", paths.join(", "));
     }
+    if !failed.is_empty() {
+        eprintln!(
+            "{} of {} runs failed (listed above); fix the cause and run the same command again: finished runs are reused",
+            failed.len(),
+            preset.runs.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
     Ok(if missed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `reproduce --list`: every embedded preset with its size and estimated cost.
+fn list_presets(as_json: bool) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for p in Preset::all()? {
+        let mut costs: BTreeMap<cost::CostDevice, f64> = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut trainings = std::collections::BTreeSet::new();
+        for r in &p.runs {
+            // A config shared by several runs trains once; an identical evaluation runs once.
+            let hash = r.config.hash()?;
+            let first_training = trainings.insert(hash);
+            if !seen.insert((hash, serde_json::to_string(&r.eval)?)) {
+                continue;
+            }
+            let (device, c) = cost::estimate(r, !first_training, false)?;
+            *costs.entry(device).or_default() += c.total_s();
+        }
+        let cost: Vec<String> = costs.iter().map(|(d, s)| cost::human(*d, *s)).collect();
+        rows.push((p.name.clone(), p.description.clone(), p.runs.len(), trainings.len(), cost.join(" + ")));
+    }
+    if as_json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(n, d, runs, models, c)| json!({ "name": n, "description": d, "runs": runs, "models": models, "estimate": c }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<12} {:>5} {:>7} {:>14}  description", "preset", "runs", "models", "estimate");
+    for (n, d, runs, models, c) in &rows {
+        println!("{n:<12} {runs:>5} {models:>7} {c:>14}  {d}");
+    }
+    println!(
+        "\nEstimates: passes per image of each method and attack x measured throughput per architecture and device"
+    );
+    println!("(fixtures/costs/throughput.toml; GPU figures from an NVIDIA H200 in fp32, CPU from a 2-core VM).");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reproduce --dry-run`: config hashes, what the registry holds, the cost of the rest.
+fn dry_run(preset: &Preset, registry: &Registry, as_json: bool) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut total: BTreeMap<cost::CostDevice, f64> = BTreeMap::new();
+    let mut trainings = std::collections::BTreeSet::new();
+    for r in &preset.runs {
+        let status = pipeline::plan_status(r, registry)?;
+        let trained = status.checkpoint_hash.is_some() || !trainings.insert(status.config_hash);
+        let evaluated = status.evaluated && status.black_box_evaluated != Some(false);
+        let (device, c) = cost::estimate(r, trained, evaluated)?;
+        *total.entry(device).or_default() += c.total_s();
+        rows.push((r, status, device, c));
+    }
+    if as_json {
+        let runs: Vec<_> = rows
+            .iter()
+            .map(|(r, s, d, c)| {
+                json!({ "run": r.name, "status": s, "done": s.done(), "device": d, "estimate_s": c,
+                        "config": r.config.canonical_view() })
+            })
+            .collect();
+        let total: BTreeMap<_, _> = total.iter().map(|(d, s)| (format!("{d:?}").to_lowercase(), *s)).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "preset": preset.name, "runs": runs, "estimate_s": total }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("preset {}: {} (dry run: nothing is trained or evaluated)", preset.name, preset.description);
+    println!(
+        "{:<28} {:<13} {:<13} {:<22} {:<11} {:>12}",
+        "run", "config", "checkpoint", "training", "evaluation", "to do"
+    );
+    for (r, s, d, c) in &rows {
+        let training = match (s.checkpoint_hash, s.resume_after_epoch) {
+            (Some(_), _) => "in registry".to_string(),
+            (None, Some(e)) => format!("resumes after epoch {e}"),
+            (None, None) => format!("to train ({} ep)", r.config.train.epochs),
+        };
+        let evaluation = match (s.evaluated, s.black_box_evaluated) {
+            (true, None | Some(true)) => "in registry",
+            (true, Some(false)) => "black-box",
+            (false, Some(false)) => "both",
+            (false, _) => "to do",
+        };
+        let todo = if c.total_s() == 0.0 { "-".to_string() } else { cost::human(*d, c.total_s()) };
+        println!(
+            "{:<28} {:<13} {:<13} {:<22} {:<11} {:>12}",
+            r.name,
+            s.config_hash.short(12),
+            s.checkpoint_hash.map_or("-".to_string(), |h| h.short(12)),
+            training,
+            evaluation,
+            todo
+        );
+    }
+    let done = rows.iter().filter(|(_, s, _, _)| s.done()).count();
+    let cost: Vec<String> = total.iter().map(|(d, s)| cost::human(*d, *s)).collect();
+    println!(
+        "{done} of {} runs complete; the rest: {}",
+        rows.len(),
+        if cost.is_empty() { "nothing".to_string() } else { cost.join(" + ") }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `infoat regress`: rerun a preset, compare with (or write) a baseline bundle.
+fn regress(a: RegressArgs, progress: Progress) -> Result<ExitCode> {
+    let preset = Preset::find(&a.preset)?;
+    if a.write_baseline && a.baseline.exists() && std::fs::read_dir(&a.baseline)?.next().is_some() {
+        anyhow::bail!("--write-baseline: {} is not empty; give a new folder", a.baseline.display());
+    }
+    // Read the baseline first: a missing or broken one must not cost a whole rerun.
+    let baseline = if a.write_baseline {
+        None
+    } else {
+        Some(infoat_registry::bundle::read_records(&a.baseline).with_context(|| {
+            format!("reading the baseline bundle {} (write one with --write-baseline)", a.baseline.display())
+        })?)
+    };
+    let (registry_path, temporary) = match &a.registry {
+        Some(p) => (p.clone(), false),
+        None => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let p = std::env::temp_dir().join(format!("infoat-regress-{}-{}-{nanos}", preset.name, std::process::id()));
+            (p, true)
+        }
+    };
+    let result = (|| -> Result<ExitCode> {
+        let registry = Registry::open(&registry_path)?;
+        let mut plan = Vec::new();
+        let mut failed = Vec::new();
+        for run in &preset.runs {
+            if progress == Progress::Bar {
+                eprintln!("== regress {} / {} ==", preset.name, run.name);
+            }
+            match pipeline::reproduce_run(run, &registry, false, progress) {
+                Ok(out) => plan.push(infoat_reports::regress::PlannedRun {
+                    name: run.name.clone(),
+                    config_hash: out.config_hash,
+                    eval_keys: std::iter::once(out.eval_key).chain(out.black_box_eval_key).collect(),
+                }),
+                Err(e) => failed.push(format!("{}: the rerun failed: {:#}", run.name, anyhow::Error::from(e))),
+            }
+        }
+        if a.write_baseline {
+            anyhow::ensure!(
+                failed.is_empty(),
+                "not writing a baseline from a rerun with failures:\n{}",
+                failed.join("\n")
+            );
+            let configs: Vec<_> = plan.iter().map(|p| p.config_hash).collect();
+            let evals: Vec<_> = plan.iter().flat_map(|p| p.eval_keys.iter().copied()).collect();
+            let (records, blobs) = registry.export_selected(&a.baseline, &configs, &evals, a.with_blobs)?;
+            println!(
+                "baseline for preset {} written to {}: {records} records, {blobs} blobs",
+                preset.name,
+                a.baseline.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let baseline = baseline.as_ref().expect("read above");
+        let (runs, evals) = (registry.runs()?, registry.evals()?);
+        let mut report = infoat_reports::regress::regress(
+            &preset.name,
+            &a.baseline.display().to_string(),
+            &plan,
+            (&runs, &evals),
+            (&baseline.runs, &baseline.evals),
+            &|m| preset.regress.tolerance_of(m),
+        )?;
+        report.passed &= failed.is_empty();
+        report.differences.splice(0..0, failed);
+        let markdown = infoat_reports::render::render_regress(&report)?;
+        if let Some(path) = &a.summary {
+            infoat_registry::blobs::write_atomic(path, markdown.as_bytes())?;
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{markdown}");
+        }
+        Ok(if report.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    })();
+    if temporary {
+        let _ = std::fs::remove_dir_all(&registry_path);
+    }
+    result
+}
+
+/// `infoat sweep --emit slurm`: a job array with one task per preset run, each writing its own
+/// registry shard, plus the script that merges the shards.
+fn sweep(a: SweepArgs) -> Result<ExitCode> {
+    let preset = Preset::find(&a.preset)?;
+    anyhow::ensure!(a.margin.is_finite() && a.margin >= 1.0, "--margin {}: expected a number ≥ 1", a.margin);
+    let out = std::path::absolute(&a.out)?;
+    std::fs::create_dir_all(out.join("logs"))?;
+    std::fs::create_dir_all(out.join("shards"))?;
+    let exe = std::env::current_exe()?;
+    let preset_arg =
+        if preset.embedded { preset.name.clone() } else { std::path::absolute(&a.preset)?.display().to_string() };
+    let mut longest = 0.0f64;
+    let mut gpu = false;
+    let mut table = String::from("task\trun\tconfig_hash\testimate_s\n");
+    for (i, r) in preset.runs.iter().enumerate() {
+        let (device, c) = cost::estimate(r, false, false)?;
+        gpu |= device == cost::CostDevice::Gpu;
+        longest = longest.max(c.total_s());
+        table.push_str(&format!("{i}\t{}\t{}\t{:.0}\n", r.name, r.config.hash()?, c.total_s()));
+    }
+    let limit_min = ((longest * a.margin / 60.0).ceil() as u64).max(10);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let runs: Vec<String> = preset.runs.iter().map(|r| quote(&r.name)).collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("preset", &preset.name);
+    ctx.insert("n_minus_1", &(preset.runs.len() - 1));
+    ctx.insert("out", &out.display().to_string());
+    ctx.insert("time", &format!("{}:{:02}:00", limit_min / 60, limit_min % 60));
+    ctx.insert(
+        "longest_estimate",
+        &cost::human(if gpu { cost::CostDevice::Gpu } else { cost::CostDevice::Cpu }, longest),
+    );
+    ctx.insert("margin", &a.margin);
+    ctx.insert("gpu", &gpu);
+    ctx.insert("partition", &a.partition);
+    ctx.insert("runs", &runs);
+    ctx.insert("exe", &quote(&exe.display().to_string()));
+    ctx.insert("preset_arg", &quote(&preset_arg));
+    ctx.insert("ld_library_path", &std::env::var("LD_LIBRARY_PATH").ok().map(|p| quote(&p)));
+    ctx.insert(
+        "data_dir",
+        &a.data_dir.as_ref().map(|d| std::path::absolute(d).map(|d| quote(&d.display().to_string()))).transpose()?,
+    );
+    ctx.insert("registry", &quote(&std::path::absolute(&a.registry)?.display().to_string()));
+    let mut tera = tera::Tera::default();
+    tera.add_raw_templates([
+        ("sweep.sbatch", include_str!("../templates/sweep.sbatch.tera")),
+        ("merge.sh", include_str!("../templates/merge.sh.tera")),
+    ])?;
+    for (name, file) in [("sweep.sbatch", "sweep.sbatch"), ("merge.sh", "merge.sh")] {
+        let path = out.join(file);
+        std::fs::write(&path, tera.render(name, &ctx)?)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    std::fs::write(out.join("runs.tsv"), table)?;
+    println!("{}", out.join("sweep.sbatch").display());
+    eprintln!(
+        "{} array tasks, time limit {limit_min} min each (longest estimate × {}){}; submit with `sbatch {}`, then merge with `sh {}`",
+        preset.runs.len(),
+        a.margin,
+        if gpu { ", one GPU each" } else { "" },
+        out.join("sweep.sbatch").display(),
+        out.join("merge.sh").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_preset_table(preset: &Preset, rows: &[pipeline::PresetOutcome]) {

@@ -29,7 +29,7 @@ use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::preset::PresetRun;
 use crate::sanity::SanityFlag;
 use crate::seed::{derive, seed_torch, Stream};
-use crate::train::{latest_state_epoch, train, EpochStates, EpochStats, Progress};
+use crate::train::{latest_state_epoch, train, EpochStates, EpochStats, Progress, TrainData};
 use crate::{Error, Result};
 
 /// Version of the training code's semantics: bump when a change alters what a config trains.
@@ -188,6 +188,11 @@ pub fn train_run(
     let start = Instant::now();
     let ds = cfg.data.dataset;
     let (full, data_dir) = load_split(ds, data_dir, Split::Train)?;
+    // Before any record is written: missing or mismatched extra data must not leave a run behind.
+    let extra = match &cfg.data.extra {
+        Some(plan) => Some(plan.load(&data_dir, ds)?),
+        None => None,
+    };
     let full = match cfg.data.train_limit {
         Some(n) => full.take(n),
         None => full,
@@ -198,6 +203,10 @@ pub fn train_run(
     } else {
         (full, None)
     };
+    let mut data_record = serde_json::to_value(identity_of(ds, &data_dir, Split::Train, &train_set))?;
+    if let (Some((set, digest)), Some(plan)) = (&extra, &cfg.data.extra) {
+        data_record["extra"] = serde_json::json!({ "name": plan.name, "sha256": digest, "images": set.len() });
+    }
     let mut model = build_network(cfg, device)?;
     let work = work_dir(registry, &hash);
     let state_dir = work.join(STATE);
@@ -217,7 +226,7 @@ pub fn train_run(
         status: RunStatus::Running,
         epochs: Vec::new(),
         checkpoint_hash: None,
-        data: serde_json::to_value(identity_of(ds, &data_dir, Split::Train, &train_set))?,
+        data: data_record,
         started_unix,
         finished_unix: None,
         seconds: 0.0,
@@ -231,7 +240,13 @@ pub fn train_run(
         Ok(registry.put_run(&r)?)
     };
     let states = EpochStates { dir: state_dir, config_hash: hash.to_hex(), resume: !force, on_epoch: Some(&on_epoch) };
-    let epochs = match train(cfg, &mut model, &train_set, val_set.as_ref(), progress, Some(&states)) {
+    let epochs = match train(
+        cfg,
+        &mut model,
+        TrainData { train: &train_set, extra: extra.as_ref().map(|(s, _)| s), val: val_set.as_ref() },
+        progress,
+        Some(&states),
+    ) {
         Ok(e) => e,
         Err(e) => {
             record.status = RunStatus::Failed { error: e.to_string() };
@@ -589,6 +604,92 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
     })
 }
 
+/// The attack suite as hashed into an evaluation's key.
+fn suite_description(
+    attacks: &[AttackId],
+    eps: f64,
+    batch_size: usize,
+    sanity: bool,
+    rays_budget: usize,
+) -> serde_json::Value {
+    let mut suite = serde_json::json!({
+        "attacks": attacks.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        "eps": eps,
+        "batch_size": batch_size,
+        "sanity": sanity,
+        "norm": "linf",
+    });
+    if attacks.contains(&AttackId::Rays) {
+        // Only suites with RayS carry its budget, so existing suite hashes stay put.
+        suite["rays_budget"] = serde_json::json!(rays_budget);
+    }
+    suite
+}
+
+/// What of a preset run the registry already holds (`reproduce --dry-run`, `sweep`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStatus {
+    /// The run's config hash.
+    pub config_hash: ContentHash,
+    /// Its complete run's checkpoint, when trained.
+    pub checkpoint_hash: Option<ContentHash>,
+    /// Epochs an interrupted attempt has saved (training resumes after them).
+    pub resume_after_epoch: Option<usize>,
+    /// The white-box evaluation (clean accuracy and `eval.attacks`) is recorded.
+    pub evaluated: bool,
+    /// The black-box evaluation is recorded (`None`: the run has none).
+    pub black_box_evaluated: Option<bool>,
+}
+
+impl PlanStatus {
+    /// True when nothing is left to do.
+    pub fn done(&self) -> bool {
+        self.checkpoint_hash.is_some() && self.evaluated && self.black_box_evaluated != Some(false)
+    }
+}
+
+/// Looks up, without loading data or models, what of `run` the registry holds. An evaluation
+/// counts as recorded when one of the run's checkpoint has the planned suite, seed and number
+/// of attacked images.
+pub fn plan_status(run: &PresetRun, registry: &Registry) -> Result<PlanStatus> {
+    let cfg = &run.config;
+    let hash = cfg.hash()?;
+    let checkpoint_hash = registry.complete_run(&hash, TRAINING_SEMVER)?.and_then(|r| r.checkpoint_hash);
+    let resume_after_epoch = match checkpoint_hash {
+        Some(_) => None,
+        None => latest_state_epoch(&work_dir(registry, &hash).join(STATE)),
+    };
+    let (mut evaluated, mut black_box_evaluated) = (false, run.eval.black_box.as_ref().map(|_| false));
+    if let Some(model) = checkpoint_hash {
+        let eps = run.eval.eps.unwrap_or(default_eps(cfg.data.dataset));
+        let (_, test_n) = crate::cost::split_sizes(cfg.data.dataset);
+        let test_n = cfg.data.test_limit.map_or(test_n, |n| n.min(test_n));
+        let key_of = |attacks: &[AttackId], limit: Option<usize>, budget: Option<usize>, sanity: bool| -> Result<_> {
+            let budget = budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
+            let suite = suite_description(attacks, eps, cfg.train.eval_batch_size, sanity, budget);
+            Ok((infoat_registry::config_hash("eval-suite", &suite)?, limit.map_or(test_n, |l| l.min(test_n))))
+        };
+        let white = key_of(&run.eval.attacks, run.eval.limit, run.eval.rays_budget, true)?;
+        let black = match &run.eval.black_box {
+            Some(bb) => Some(key_of(&bb.attacks, bb.limit, bb.rays_budget, false)?),
+            None => None,
+        };
+        for e in registry.evals()? {
+            let k = &e.key;
+            if k.model_hash != model || k.seed != cfg.seed || e.eval_semver != EVAL_SEMVER {
+                continue;
+            }
+            let matches =
+                |(suite, n): (ContentHash, usize)| k.suite_hash == suite && k.subset.ends_with(&format!("/{n}"));
+            evaluated |= matches(white);
+            if let (Some(b), Some(done)) = (black, black_box_evaluated.as_mut()) {
+                *done |= matches(b);
+            }
+        }
+    }
+    Ok(PlanStatus { config_hash: hash, checkpoint_hash, resume_after_epoch, evaluated, black_box_evaluated })
+}
+
 /// Evaluates a model: clean accuracy on the test split, then each attack on the first
 /// `attack_limit` test images, the per-example worst case and the sanity checks. With a
 /// registry, an evaluation under the same key is returned from it instead of being redone
@@ -612,19 +713,8 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     }
     let data = identity_of(dataset, &dir, Split::Test, &test);
     let attacked_n = req.attack_limit.map_or(test.len(), |n| n.min(test.len()));
-    let suite = serde_json::json!({
-        "attacks": req.attacks.iter().map(|a| a.name()).collect::<Vec<_>>(),
-        "eps": eps,
-        "batch_size": req.batch_size,
-        "sanity": req.sanity,
-        "norm": "linf",
-    });
     let rays_budget = req.rays_budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
-    let mut suite = suite;
-    if req.attacks.contains(&AttackId::Rays) {
-        // Only suites with RayS carry its budget, so existing suite hashes stay put.
-        suite["rays_budget"] = serde_json::json!(rays_budget);
-    }
+    let suite = suite_description(&req.attacks, eps, req.batch_size, req.sanity, rays_budget);
     let key = EvalKey {
         model_hash: identity.hash,
         suite_hash: infoat_registry::config_hash("eval-suite", &suite)?,

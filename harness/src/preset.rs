@@ -11,12 +11,68 @@ use crate::attacks::AttackId;
 use crate::config::RunConfig;
 use crate::{Error, Result};
 
-/// The presets compiled into the binary: (name, TOML text).
-pub const EMBEDDED: &[(&str, &str)] = &[
-    ("quickstart", include_str!("../../fixtures/presets/quickstart.toml")),
-    ("mnist", include_str!("../../fixtures/presets/mnist.toml")),
-    ("fashion", include_str!("../../fixtures/presets/fashion.toml")),
+mod embedded {
+    // `FIXTURE_TOMLS`: every file of fixtures/presets and fixtures/experiments (harness/build.rs).
+    include!(concat!(env!("OUT_DIR"), "/fixture_tomls.rs"));
+}
+
+/// The order `--list` shows the embedded presets in; others follow by name.
+const LIST_ORDER: &[&str] = &[
+    "quickstart",
+    "nightly",
+    "mnist",
+    "fashion",
+    "table1",
+    "table2",
+    "table3",
+    "table4",
+    "table5",
+    "table6",
+    "fig2",
+    "fig3",
+    "paper",
 ];
+
+/// The presets compiled into the binary (every file of `fixtures/presets/`): (name, TOML text),
+/// in `--list` order.
+pub fn embedded_presets() -> Vec<(&'static str, &'static str)> {
+    let mut v: Vec<(&str, &str)> = embedded::FIXTURE_TOMLS
+        .iter()
+        .filter_map(|(path, text)| path.strip_prefix("presets/")?.strip_suffix(".toml").map(|n| (n, *text)))
+        .collect();
+    let rank = |n: &str| LIST_ORDER.iter().position(|o| *o == n).unwrap_or(LIST_ORDER.len());
+    v.sort_by(|a, b| rank(a.0).cmp(&rank(b.0)).then(a.0.cmp(b.0)));
+    v
+}
+
+/// An embedded fixture file by its path below `fixtures/` (e.g. `experiments/table2/cifar10_at.toml`).
+fn embedded_file(path: &str) -> Option<&'static str> {
+    embedded::FIXTURE_TOMLS.iter().find(|(p, _)| *p == path).map(|(_, t)| *t)
+}
+
+/// `rel` joined to the folder `base` (both `/`-separated), `..` and `.` resolved.
+fn join_normalized(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// Where a preset came from: relative `config_file`s are resolved against it.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// Compiled in; the folder below `fixtures/` (`presets`).
+    Embedded,
+    /// A file on disk.
+    File(std::path::PathBuf),
+}
 
 /// A preset as written.
 #[derive(Debug, Deserialize)]
@@ -24,7 +80,13 @@ pub const EMBEDDED: &[(&str, &str)] = &[
 struct PresetFile {
     name: String,
     description: String,
+    /// Embedded presets whose runs come first (named `<preset>/<run>`).
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
     runs: Vec<PresetRunFile>,
+    #[serde(default)]
+    regress: RegressPlan,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,7 +97,29 @@ struct PresetRunFile {
     eval: EvalPlan,
     #[serde(default)]
     expect: BTreeMap<String, f64>,
-    config: toml::Value,
+    /// The run config inline…
+    #[serde(default)]
+    config: Option<toml::Value>,
+    /// …or a run config file, relative to the preset file (embedded presets: `fixtures/presets/`).
+    #[serde(default)]
+    config_file: Option<String>,
+}
+
+/// How `infoat regress` judges a rerun of the preset against a baseline (issue 8).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegressPlan {
+    /// Largest accepted absolute difference in accuracy (a fraction: 0.01 = one point) per
+    /// metric (`clean` or an attack id, or `adbd`); `default` for the others. Omitted: 0, exact.
+    #[serde(default)]
+    pub tolerance: BTreeMap<String, f64>,
+}
+
+impl RegressPlan {
+    /// The tolerance for `metric`.
+    pub fn tolerance_of(&self, metric: &str) -> f64 {
+        self.tolerance.get(metric).or_else(|| self.tolerance.get("default")).copied().unwrap_or(0.0)
+    }
 }
 
 /// What to evaluate after training, beyond clean accuracy on the config's test set.
@@ -83,6 +167,10 @@ pub struct Preset {
     pub description: String,
     /// Its runs, in order.
     pub runs: Vec<PresetRun>,
+    /// How `infoat regress` compares a rerun with a baseline.
+    pub regress: RegressPlan,
+    /// True when compiled into the binary (so a job on another machine can name it).
+    pub embedded: bool,
 }
 
 /// One run of a preset.
@@ -100,58 +188,121 @@ pub struct PresetRun {
 }
 
 impl Preset {
-    /// Parses a preset; `origin` names it in errors.
+    /// Parses a preset; `origin` names it in errors. Relative `config_file`s are resolved
+    /// against the current directory.
     pub fn from_toml(text: &str, origin: &str) -> Result<Preset> {
-        let file: PresetFile =
-            toml::from_str(text).map_err(|e| Error::Config { origin: origin.to_string(), message: e.to_string() })?;
-        let runs = file
-            .runs
-            .into_iter()
-            .map(|r| {
-                let run_origin = format!("{origin}, run '{}'", r.name);
-                let text = toml::to_string(&r.config)
-                    .map_err(|e| Error::Config { origin: run_origin.clone(), message: e.to_string() })?;
-                for metric in r.expect.keys() {
-                    let known = metric == "clean" || r.eval.attacks.iter().any(|a| a.name() == metric);
-                    if !known {
-                        return Err(Error::Config {
-                            origin: run_origin.clone(),
-                            message: format!(
-                                "expect.{metric} names no metric of this run: expected 'clean' or one of its eval.attacks"
-                            ),
-                        });
-                    }
+        Preset::parse(text, origin, &Origin::File(std::path::PathBuf::from("preset.toml")), 0)
+    }
+
+    fn parse(text: &str, origin: &str, from: &Origin, depth: usize) -> Result<Preset> {
+        let config_err = |origin: &str, message: String| Error::Config { origin: origin.to_string(), message };
+        let file: PresetFile = toml::from_str(text).map_err(|e| config_err(origin, e.to_string()))?;
+        let mut runs = Vec::new();
+        for name in &file.include {
+            let Some((_, text)) = embedded_presets().into_iter().find(|(n, _)| n == name) else {
+                return Err(config_err(origin, format!("include names '{name}', which is no embedded preset")));
+            };
+            if depth > 4 {
+                return Err(config_err(origin, format!("include '{name}': presets include each other in a cycle")));
+            }
+            let inner = Preset::parse(text, &format!("preset {name}"), &Origin::Embedded, depth + 1)?;
+            runs.extend(inner.runs.into_iter().map(|r| PresetRun { name: format!("{name}/{}", r.name), ..r }));
+        }
+        for r in file.runs {
+            let run_origin = format!("{origin}, run '{}'", r.name);
+            let config = match (&r.config, &r.config_file) {
+                (Some(value), None) => {
+                    let text = toml::to_string(value).map_err(|e| config_err(&run_origin, e.to_string()))?;
+                    RunConfig::from_toml(&text, &run_origin)?
                 }
-                Ok(PresetRun {
-                    config: RunConfig::from_toml(&text, &run_origin)?,
-                    name: r.name,
-                    eval: r.eval,
-                    expect: r.expect,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Preset { name: file.name, description: file.description, runs })
+                (None, Some(rel)) => {
+                    let (text, config_origin) = read_config_file(from, rel, &run_origin)?;
+                    RunConfig::from_toml(&text, &config_origin)?
+                }
+                _ => {
+                    return Err(config_err(
+                        &run_origin,
+                        "give exactly one of `config` (inline table) and `config_file` (a run config path)".into(),
+                    ))
+                }
+            };
+            for metric in r.expect.keys() {
+                let known = metric == "clean" || r.eval.attacks.iter().any(|a| a.name() == metric);
+                if !known {
+                    return Err(config_err(
+                        &run_origin,
+                        format!(
+                            "expect.{metric} names no metric of this run: expected 'clean' or one of its eval.attacks"
+                        ),
+                    ));
+                }
+            }
+            if runs.iter().any(|p: &PresetRun| p.name == r.name) {
+                return Err(config_err(&run_origin, "two runs have this name; run names must be unique".into()));
+            }
+            runs.push(PresetRun { config, name: r.name, eval: r.eval, expect: r.expect });
+        }
+        if runs.is_empty() {
+            return Err(config_err(origin, "the preset has no runs: add [[runs]] or include = [...]".into()));
+        }
+        for (metric, tol) in &file.regress.tolerance {
+            if !(tol.is_finite() && *tol >= 0.0) {
+                return Err(config_err(origin, format!("regress.tolerance.{metric} = {tol}: expected a number ≥ 0")));
+            }
+        }
+        Ok(Preset {
+            name: file.name,
+            description: file.description,
+            runs,
+            regress: file.regress,
+            embedded: matches!(from, Origin::Embedded),
+        })
     }
 
     /// An embedded preset by name, or a preset file by path.
     pub fn find(name_or_path: &str) -> Result<Preset> {
-        if let Some((name, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
-            return Preset::from_toml(text, &format!("preset {name}"));
+        if let Some((name, text)) = embedded_presets().into_iter().find(|(n, _)| *n == name_or_path) {
+            return Preset::parse(text, &format!("preset {name}"), &Origin::Embedded, 0);
         }
         let path = std::path::Path::new(name_or_path);
         if path.is_file() {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            return Preset::from_toml(&text, name_or_path);
+            return Preset::parse(&text, name_or_path, &Origin::File(path.to_path_buf()), 0);
         }
         Err(Error::Invalid(format!(
             "unknown preset '{name_or_path}': expected one of [{}] or a path to a preset .toml file (see `infoat reproduce --list`)",
-            EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            embedded_presets().iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
         )))
     }
 
     /// Every embedded preset.
     pub fn all() -> Result<Vec<Preset>> {
-        EMBEDDED.iter().map(|(name, text)| Preset::from_toml(text, &format!("preset {name}"))).collect()
+        embedded_presets()
+            .into_iter()
+            .map(|(name, text)| Preset::parse(text, &format!("preset {name}"), &Origin::Embedded, 0))
+            .collect()
+    }
+}
+
+/// The text of a preset run's `config_file` and its name for errors.
+fn read_config_file(from: &Origin, rel: &str, run_origin: &str) -> Result<(String, String)> {
+    match from {
+        Origin::Embedded => {
+            let path = join_normalized("presets", rel);
+            let text = embedded_file(&path).ok_or_else(|| Error::Config {
+                origin: run_origin.to_string(),
+                message: format!("config_file '{rel}' is not among the embedded fixtures (fixtures/{path})"),
+            })?;
+            Ok((text.to_string(), format!("fixtures/{path}")))
+        }
+        Origin::File(preset) => {
+            let path = preset.parent().unwrap_or(std::path::Path::new(".")).join(rel);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::Config {
+                origin: run_origin.to_string(),
+                message: format!("config_file {}: {e}", path.display()),
+            })?;
+            Ok((text, path.display().to_string()))
+        }
     }
 }
 

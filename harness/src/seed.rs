@@ -21,6 +21,10 @@ pub enum Stream {
     Eval,
     /// A training method's own draws in one batch (GanDef's discriminator batch).
     Method,
+    /// Which extra (pseudo-labelled) images join one batch.
+    Extra,
+    /// Crops and flips of those extra images.
+    ExtraAugment,
 }
 
 impl Stream {
@@ -33,6 +37,8 @@ impl Stream {
             Stream::Torch => 5,
             Stream::Eval => 6,
             Stream::Method => 7,
+            Stream::Extra => 8,
+            Stream::ExtraAugment => 9,
         }
     }
 }

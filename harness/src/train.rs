@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use crate::checkpoint;
 use crate::config::RunConfig;
-use crate::data::{make_batch, shuffled_indices, ImageSet};
+use crate::data::{make_batch, shuffled_indices, Batch, ImageSet};
 use crate::eval::clean_accuracy;
 use crate::methods::StepCtx;
 use crate::models::Network;
@@ -190,16 +190,38 @@ fn save_state(
 /// flips from `(seed, Augment, epoch, batch)`, and libtorch's generator is re-seeded from
 /// `(seed, Torch, epoch, batch)` before each batch, so every batch is reproducible on its own
 /// and a resumed run follows the uninterrupted one exactly.
+///
+/// With `extra` (the config's `data.extra`, loaded), every batch mixes the epoch's next
+/// labelled images with extra images drawn with replacement from `(seed, Extra, epoch,
+/// batch)` in the config's proportion ([`crate::data::extra`]); an epoch is one pass over the
+/// labelled images.
 pub fn train(
     cfg: &RunConfig,
     model: &mut Network,
-    train_set: &ImageSet,
-    val_set: Option<&ImageSet>,
+    data: TrainData<'_>,
     progress: Progress,
     states: Option<&EpochStates>,
 ) -> Result<Vec<EpochStats>> {
     let method = cfg.method.build(model.num_classes(), model.device())?;
-    train_method(cfg, model, method, train_set, val_set, progress, states)
+    train_method(cfg, model, method, data, progress, states)
+}
+
+/// The images a run trains on.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainData<'a> {
+    /// The labelled training images.
+    pub train: &'a ImageSet,
+    /// Extra images mixed into every batch (`data.extra`).
+    pub extra: Option<&'a ImageSet>,
+    /// Held-out validation images.
+    pub val: Option<&'a ImageSet>,
+}
+
+impl<'a> TrainData<'a> {
+    /// Just the labelled training images.
+    pub fn new(train: &'a ImageSet) -> Self {
+        TrainData { train, extra: None, val: None }
+    }
 }
 
 /// [`train`] with an already-built method (tests plug in their own).
@@ -207,18 +229,28 @@ pub fn train_method(
     cfg: &RunConfig,
     model: &mut Network,
     mut method: Box<dyn crate::methods::Method>,
-    train_set: &ImageSet,
-    val_set: Option<&ImageSet>,
+    data: TrainData<'_>,
     progress: Progress,
     states: Option<&EpochStates>,
 ) -> Result<Vec<EpochStats>> {
+    let TrainData { train: train_set, extra, val: val_set } = data;
     if train_set.is_empty() {
         return Err(Error::Invalid("the training set is empty".into()));
     }
     let device = model.device();
     let mut opt = Optimizer::new(&cfg.optimizer, model.trainable());
     let base_lr = cfg.optimizer.lr();
-    let batch_size = cfg.train.batch_size;
+    // Labelled and extra images per batch.
+    let (batch_size, extra_per_batch) = match (&cfg.data.extra, extra) {
+        (Some(plan), Some(set)) if !set.is_empty() => plan.split(cfg.train.batch_size),
+        (None, None) => (cfg.train.batch_size, 0),
+        (Some(_), _) => {
+            return Err(Error::Invalid("the config has data.extra but no (or empty) extra images were loaded".into()))
+        }
+        (None, Some(_)) => {
+            return Err(Error::Invalid("extra images were given, but the config has no data.extra".into()))
+        }
+    };
     let n = train_set.len();
     let batches = n.div_ceil(batch_size);
     let epochs = cfg.train.epochs;
@@ -247,7 +279,14 @@ pub fn train_method(
             }
             opt.set_lr(lr);
             let parts = [epoch as u64, b as u64];
-            let batch = make_batch(train_set, idx, augment, derive(cfg.seed, Stream::Augment, &parts), device)?;
+            let mut batch = make_batch(train_set, idx, augment, derive(cfg.seed, Stream::Augment, &parts), device)?;
+            if let (Some(set), true) = (extra, extra_per_batch > 0) {
+                let picks =
+                    crate::data::extra::draw(set.len(), extra_per_batch, derive(cfg.seed, Stream::Extra, &parts));
+                let more = make_batch(set, &picks, augment, derive(cfg.seed, Stream::ExtraAugment, &parts), device)?;
+                batch =
+                    Batch { x: Tensor::f_cat(&[&batch.x, &more.x], 0)?, y: Tensor::f_cat(&[&batch.y, &more.y], 0)? };
+            }
             seed_torch(derive(cfg.seed, Stream::Torch, &parts));
             let ctx = StepCtx {
                 epoch,

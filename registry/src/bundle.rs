@@ -240,6 +240,115 @@ impl Registry {
     }
 }
 
+/// The run and evaluation records of a bundle, read without importing them (blobs are neither
+/// needed nor checked: `infoat regress` compares hashes and numbers only).
+#[derive(Debug, Clone, Default)]
+pub struct BundleRecords {
+    /// Run records.
+    pub runs: Vec<RunRecord>,
+    /// Evaluation records.
+    pub evals: Vec<crate::EvalRecord>,
+}
+
+/// Reads the run and eval records of the bundle in `dir`; a line that is not a valid record is
+/// an error naming the file and line (a baseline must be read whole or not at all).
+pub fn read_records(dir: &Path) -> Result<BundleRecords> {
+    let bad = |path: PathBuf, problem: String| Error::BadBundle { path, problem };
+    let manifest_path = dir.join("MANIFEST.json");
+    let text = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| bad(manifest_path.clone(), format!("not a bundle manifest ({e})")))?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(bad(manifest_path, format!("format '{}', expected '{BUNDLE_FORMAT}'", manifest.format)));
+    }
+    let records_path = dir.join("records.jsonl");
+    let text = std::fs::read_to_string(&records_path).map_err(|e| Error::io(&records_path, e))?;
+    let mut out = BundleRecords::default();
+    let mut count = 0;
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = |problem: String| bad(records_path.clone(), format!("line {}: {problem}", i + 1));
+        let line: Line = serde_json::from_str(line).map_err(|e| at(format!("not a record line ({e})")))?;
+        count += 1;
+        match line.kind.as_str() {
+            "run" => {
+                out.runs.push(serde_json::from_value(line.record).map_err(|e| at(format!("bad run record ({e})")))?)
+            }
+            "eval" => {
+                out.evals.push(serde_json::from_value(line.record).map_err(|e| at(format!("bad eval record ({e})")))?)
+            }
+            k if kind_of(k).is_some() => {}
+            k => return Err(at(format!("unknown record kind '{k}'"))),
+        }
+    }
+    if count != manifest.records {
+        return Err(bad(
+            records_path,
+            format!(
+                "{count} records, but MANIFEST.json says {}: the bundle is truncated or was edited",
+                manifest.records
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+impl Registry {
+    /// Writes a bundle of the given runs (every attempt of each config hash) and evaluations
+    /// (by key) into `dir` (new or empty), with their checkpoint blobs unless `blobs` is false
+    /// (a records-only bundle serves as a regression baseline, not for import).
+    pub fn export_selected(
+        &self,
+        dir: &Path,
+        configs: &[ContentHash],
+        evals: &[ContentHash],
+        blobs: bool,
+    ) -> Result<(usize, usize)> {
+        if dir.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
+            return Err(Error::BadBundle {
+                path: dir.to_path_buf(),
+                problem: "the export folder is not empty; give a new folder".into(),
+            });
+        }
+        std::fs::create_dir_all(dir.join("blobs")).map_err(|e| Error::io(dir, e))?;
+        let mut text = Vec::new();
+        let mut records = 0;
+        let mut blob_set = std::collections::BTreeSet::new();
+        for run in self.runs()? {
+            if configs.contains(&run.config_hash) {
+                blob_set.extend(run.checkpoint_hash);
+                blob_set
+                    .extend(run.epochs.iter().filter_map(|e| e.checkpoint_hash).filter(|h| self.blobs().contains(h)));
+                let value = serde_json::to_value(&run)?;
+                write_line(&mut text, "run", &run.key(), &value)?;
+                records += 1;
+            }
+        }
+        for eval in self.evals()? {
+            if evals.contains(&eval.key.hash()?) {
+                if let Some(flags) = self.eval_flags(&eval)? {
+                    write_line(&mut text, "eval_flags", &eval.key_string()?, &serde_json::to_value(&flags)?)?;
+                    records += 1;
+                }
+                write_line(&mut text, "eval", &eval.key_string()?, &serde_json::to_value(&eval)?)?;
+                records += 1;
+            }
+        }
+        let blob_count = if blobs {
+            for h in &blob_set {
+                let bytes = self.blobs().read_verified(h)?;
+                write_atomic(&dir.join("blobs").join(format!("{}.safetensors", h.to_hex())), &bytes)?;
+            }
+            blob_set.len()
+        } else {
+            0
+        };
+        write_atomic(&dir.join("records.jsonl"), &text)?;
+        let manifest = Manifest { format: BUNDLE_FORMAT.into(), records, blobs: blob_count };
+        write_atomic(&dir.join("MANIFEST.json"), &serde_json::to_vec_pretty(&manifest)?)?;
+        Ok((records, blob_count))
+    }
+}
+
 fn tempdir_in(dir: &Path) -> Result<PathBuf> {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let p = dir.join(format!(".merge-{}-{nanos}", std::process::id()));

@@ -14,6 +14,7 @@ pub mod grid;
 pub mod observations;
 pub mod paper;
 pub mod plots;
+pub mod regress;
 pub mod render;
 
 pub use aggregate::{Cell, Tolerances, Verdict};

@@ -295,6 +295,7 @@ fn engine() -> Result<&'static Tera> {
                 ("compare.md", include_str!("../templates/compare.md.tera")),
                 ("compare.tex", include_str!("../templates/compare.tex.tera")),
                 ("compare.html", include_str!("../templates/compare.html.tera")),
+                ("regress.md", include_str!("../templates/regress.md.tera")),
             ])
             .map_err(|e| format!("{e:?}"))?;
             t.register_filter("tex", tex_escape);
@@ -305,6 +306,11 @@ fn engine() -> Result<&'static Tera> {
         })
         .as_ref()
         .map_err(|e| Error::Template(e.clone()))
+}
+
+/// The Markdown summary of a regression check (`infoat regress`, issue 8).
+pub fn render_regress(r: &crate::regress::RegressReport) -> Result<String> {
+    render_template("regress.md", "r", r)
 }
 
 fn render_template<T: Serialize>(name: &str, key: &str, value: &T) -> Result<String> {

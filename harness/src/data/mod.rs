@@ -8,6 +8,7 @@
 mod augment;
 mod batch;
 mod cifar;
+pub mod extra;
 mod idx;
 mod svhn;
 

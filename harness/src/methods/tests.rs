@@ -11,7 +11,7 @@ use crate::config::RunConfig;
 use crate::data::{Augment, Batch, Dataset, ImageSet};
 use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
 use crate::models::{Arch, Network};
-use crate::train::{train_method, Progress};
+use crate::train::{train_method, Progress, TrainData};
 
 fn mnist_net(seed: i64) -> Network {
     smallcnn_random_head(seed)
@@ -225,7 +225,7 @@ fn a_non_finite_loss_part_stops_training_naming_epoch_batch_and_part() {
     let text = "seed = 0\n[data]\ndataset = \"mnist\"\n[model]\narch = \"smallcnn\"\n[method]\nkind = \"natural\"\n[train]\nepochs = 1\nbatch_size = 8\n";
     let cfg = RunConfig::from_toml(text, "t").unwrap();
     let mut model = mnist_net(31);
-    let err = train_method(&cfg, &mut model, Box::new(NanMethod), &tiny_set(32), None, Progress::Quiet, None)
+    let err = train_method(&cfg, &mut model, Box::new(NanMethod), TrainData::new(&tiny_set(32)), Progress::Quiet, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -263,4 +263,57 @@ fn infoat_with_mine_trains_and_saves_its_statistics_network() {
     // A state from another method is refused.
     let mut plain = method_cfg("[method]\nkind = \"infoat\"").build(10, Device::Cpu).unwrap();
     assert!(plain.load_state(after).is_err());
+}
+
+/// Records each batch's labels (and trains like natural training).
+struct Recorder(std::rc::Rc<std::cell::RefCell<Vec<Vec<i64>>>>);
+
+impl Method for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn loss(&mut self, model: &Network, batch: &Batch, _: &StepCtx<'_>) -> crate::Result<LossParts> {
+        self.0.borrow_mut().push(Vec::<i64>::try_from(&batch.y).unwrap());
+        let logits = model.forward_t(&batch.x, true);
+        let ce = losses::ce(&logits, &batch.y)?.mean(Kind::Float);
+        Ok(LossParts { parts: vec![("ce", ce.detach())], total: ce, logits })
+    }
+}
+
+/// Table VI mixing (RST): half of every batch comes from the extra images, drawn with
+/// replacement; an epoch is one pass over the labelled images, each seen exactly once.
+#[test]
+fn extra_data_fills_half_of_every_batch_and_an_epoch_covers_the_labelled_set() {
+    let _g = rng_lock();
+    let text = "seed = 3\n[data]\ndataset = \"mnist\"\nextra = { name = \"x\", fraction = 0.5 }\n[model]\narch = \"smallcnn\"\n[method]\nkind = \"natural\"\n[train]\nepochs = 1\nbatch_size = 16\n";
+    let cfg = RunConfig::from_toml(text, "t").unwrap();
+    let labelled = tiny_set(40); // labels 0..9
+    let mut extra = tiny_set(30);
+    extra.labels = (0..30).map(|i| if i < 15 { 7 } else { 9 } as u8).collect();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let data = TrainData { train: &labelled, extra: Some(&extra), val: None };
+    train_method(&cfg, &mut mnist_net(5), Box::new(Recorder(seen.clone())), data, Progress::Quiet, None).unwrap();
+    let batches = seen.borrow().clone();
+    assert_eq!(batches.len(), 5, "40 labelled images, 8 per batch");
+    let mut labelled_seen = vec![0usize; 10];
+    for b in &batches {
+        assert_eq!(b.len(), 16, "8 labelled + 8 extra");
+        for &y in &b[..8] {
+            labelled_seen[y as usize] += 1;
+        }
+        assert!(b[8..].iter().all(|&y| y == 7 || y == 9), "the second half is extra images: {b:?}");
+    }
+    assert_eq!(labelled_seen, vec![4; 10], "every labelled image once");
+    // Without the loaded images, a config with data.extra refuses to train.
+    let err = train_method(
+        &cfg,
+        &mut mnist_net(5),
+        Box::new(Recorder(seen)),
+        TrainData::new(&labelled),
+        Progress::Quiet,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("data.extra"), "{err}");
 }
