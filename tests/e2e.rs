@@ -9,3 +9,4 @@ mod pytorch_peer;
 mod quickstart;
 mod registry;
 mod runs;
+mod sweep;
