@@ -1,6 +1,7 @@
 //! End-to-end tests of the `infoat` binary, one module per theme (ripgrep's layout). They run
 //! the real binary on real data (MNIST from `ci/fetch-data`, CIFAR/SVHN fixtures).
 
+mod analyze;
 mod attacks;
 mod cli;
 mod errors;

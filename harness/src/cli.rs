@@ -41,6 +41,9 @@ pub enum Command {
     /// Place a run or an evaluated external model among every registry entry evaluated under
     /// the same protocol: ranks per attack, differences and whether they exceed noise.
     Compare(CompareArgs),
+    /// The paper's analyses on trained runs: Fig. 1 (entropy vs vulnerability), Fig. 4 (weight
+    /// loss landscape), Fig. 5 (input loss surface); recorded in the registry, drawn as SVG.
+    Analyze(AnalyzeArgs),
     /// Rerun a preset in a fresh registry and compare it with a baseline bundle: on CPU every
     /// checkpoint must match bit for bit, every metric within the preset's tolerance (nightly CI).
     Regress(RegressArgs),
@@ -191,6 +194,53 @@ pub struct ReproduceArgs {
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
     /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `infoat analyze`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat analyze fig1 --run 80a5ce\n  \
+    infoat analyze fig4 --run 80a5ce,3b128f --n 200\n  \
+    infoat analyze fig5 --run 3b128f --examples 0,7,42\n\n\
+    Every result is an analysis record in the registry (asked again, it is reused; --force \
+    recomputes) and `infoat report` includes its figures.")]
+pub struct AnalyzeArgs {
+    /// Which figure.
+    #[arg(value_enum)]
+    pub figure: crate::pipeline::Figure,
+    /// Runs: config hashes or unique prefixes, comma-separated (Fig. 4 draws them on one plot).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub run: Vec<String>,
+    /// Test images analysed, the first N [fig1: 1000, fig4: 500].
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// L∞ radius [default: the dataset's, 0.3 MNIST, 0.1 Fashion-MNIST, 8/255 otherwise].
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// PGD steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Grid points per axis [fig4, fig5: 21].
+    #[arg(long)]
+    pub points: Option<usize>,
+    /// Fig. 5: the test images, comma-separated [default: 0,1,2,3].
+    #[arg(long, value_delimiter = ',')]
+    pub examples: Vec<usize>,
+    /// Seed of the random directions and attack starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder with the dataset's original files [default: the run's].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the SVG and JSON go.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Registry and reuse (`--force` recomputes).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print the records as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -19,6 +19,7 @@
 //! - [`pipeline`]: config → trained, recorded, evaluated run; the only module that knows all rooms;
 //! - [`cli`]: the `infoat` command line.
 
+pub mod analysis;
 pub mod attacks;
 pub mod bench;
 pub mod checkpoint;

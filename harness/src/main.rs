@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use infoat_harness::cli::{
-    BenchArgs, Cli, Command, CompareArgs, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, RegressArgs, ReportArgs,
-    ReproduceArgs, SweepArgs, TrainArgs,
+    AnalyzeArgs, BenchArgs, Cli, Command, CompareArgs, ConfigArgs, EvalArgs, RegistryAction, RegistryCmd, RegressArgs,
+    ReportArgs, ReproduceArgs, SweepArgs, TrainArgs,
 };
 use infoat_harness::config::RunConfig;
 use infoat_harness::cost;
@@ -43,6 +43,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => bench(a),
         Command::Report(a) => report(a),
         Command::Compare(a) => compare(a),
+        Command::Analyze(a) => analyze(a, progress),
         Command::Regress(a) => regress(a, progress),
         Command::Sweep(a) => sweep(a),
         Command::Needs { args } => needs(args),
@@ -127,8 +128,9 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     };
     if a.out.as_os_str() == "-" {
         let format = *formats.first().context("--format names no format")?;
-        let r =
+        let mut r =
             infoat_reports::build(&title, &registry.runs()?, &registry.evals()?, &registry.published()?, &selection)?;
+        infoat_reports::render::add_analyses(&mut r, &registry.analyses()?, &registry.runs()?, &selection)?;
         print!("{}", infoat_reports::render(&r, format)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -519,6 +521,69 @@ fn dry_run(preset: &Preset, registry: &Registry, as_json: bool) -> Result<ExitCo
         rows.len(),
         if cost.is_empty() { "nothing".to_string() } else { cost.join(" + ") }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `infoat analyze`: one analysis per run, recorded; the figures written as SVG.
+fn analyze(a: AnalyzeArgs, progress: Progress) -> Result<ExitCode> {
+    let registry = Registry::open(&a.registry.registry)?;
+    let mut records = Vec::new();
+    for run in &a.run {
+        let req = pipeline::AnalysisRequest {
+            figure: a.figure,
+            run: run.clone(),
+            n: a.n,
+            eps: a.eps,
+            steps: a.steps,
+            points: a.points,
+            examples: a.examples.clone(),
+            seed: a.seed,
+            data_dir: a.data_dir.clone(),
+            force: a.registry.force,
+        };
+        if progress == Progress::Bar {
+            eprintln!("== {} on run {run} ==", a.figure.name());
+        }
+        let (record, reused) =
+            pipeline::analyze(&req, &registry).with_context(|| format!("{} on run {run}", a.figure.name()))?;
+        if progress == Progress::Bar {
+            eprintln!(
+                "{} in {:.1}s",
+                if reused { "reused from the registry, computed" } else { "computed" },
+                record.seconds
+            );
+        }
+        records.push(record);
+    }
+    let runs = registry.runs()?;
+    let label = |r: &infoat_registry::AnalysisRecord| -> String {
+        let kind = r
+            .config_hash
+            .and_then(|h| runs.iter().find(|x| x.config_hash == h))
+            .and_then(|x| x.config.get("method")?.get("kind")?.as_str().map(infoat_reports::observations::method_label))
+            .unwrap_or_else(|| "model".into());
+        format!("{kind} ({})", r.config_hash.map(|h| h.short(6)).unwrap_or_default())
+    };
+    let figures = infoat_reports::analyses::figures(&records, &label)?;
+    std::fs::create_dir_all(&a.out)?;
+    let mut written = Vec::new();
+    for f in &figures {
+        let path = a.out.join(format!("{}.svg", f.name));
+        infoat_registry::blobs::write_atomic(&path, f.svg.as_bytes())?;
+        written.push(path);
+    }
+    let json_path = a.out.join(format!("{}.json", a.figure.name()));
+    infoat_registry::blobs::write_atomic(&json_path, &serde_json::to_vec_pretty(&records)?)?;
+    written.push(json_path);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "records": records, "files": written }))?);
+    } else {
+        for f in &figures {
+            println!("{}\n{}\n", f.title, f.caption);
+        }
+        let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        println!("written: {}", paths.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

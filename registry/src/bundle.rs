@@ -57,6 +57,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Eval => "eval",
         Kind::EvalFlags => "eval_flags",
         Kind::Published => "published",
+        Kind::Analysis => "analysis",
     }
 }
 
@@ -66,11 +67,12 @@ fn kind_of(name: &str) -> Option<Kind> {
         "eval" => Kind::Eval,
         "eval_flags" => Kind::EvalFlags,
         "published" => Kind::Published,
+        "analysis" => Kind::Analysis,
         _ => return None,
     })
 }
 
-const KINDS: [Kind; 4] = [Kind::Run, Kind::EvalFlags, Kind::Eval, Kind::Published];
+const KINDS: [Kind; 5] = [Kind::Run, Kind::EvalFlags, Kind::Eval, Kind::Published, Kind::Analysis];
 
 impl Registry {
     /// Writes every record and every blob the records reference into `dir` (created; must be
@@ -205,6 +207,12 @@ impl Registry {
             Kind::Published => serde_json::from_value::<crate::PublishedRecord>(record.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|p| if p.key() == key { Ok(()) } else { Err(format!("key {key} does not match")) }),
+            Kind::Analysis => serde_json::from_value::<crate::AnalysisRecord>(record.clone())
+                .map_err(|e| format!("not an analysis record ({e})"))
+                .and_then(|a| match a.key() {
+                    Ok(k) if k.to_hex() == key => Ok(()),
+                    _ => Err(format!("key {key} does not match the record's key")),
+                }),
         };
         if let Err(why) = valid {
             report.rejected.push(format!("{where_}: {why}"));

@@ -322,3 +322,42 @@ mod tests {
         assert!(new_attempt() > a);
     }
 }
+
+/// The result of one of the paper's analyses (issue 10: Fig. 1, 4, 5) on one model: its
+/// parameters and the numbers behind the plot. Keyed by (figure, model hash, canonical
+/// parameters), so an analysis run twice is found, not recomputed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRecord {
+    /// `fig1`, `fig4` or `fig5`.
+    pub figure: String,
+    /// The analysed model's checkpoint digest.
+    pub model_hash: ContentHash,
+    /// Its run's config hash.
+    pub config_hash: Option<ContentHash>,
+    /// What the analysis was asked (eps, examples, grid, seed, …), as JSON.
+    pub params: Value,
+    /// Semantic version of the analysis code.
+    pub analysis_semver: String,
+    /// The numbers (means, tests, curves, grids), as JSON.
+    pub result: Value,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Unix time it finished.
+    pub finished_unix: u64,
+    /// Where it ran.
+    pub env: Environment,
+}
+
+impl AnalysisRecord {
+    /// The registry key: sha256 of (figure, model hash, canonical params, semver).
+    pub fn key_for(figure: &str, model_hash: &ContentHash, params: &Value, semver: &str) -> Result<ContentHash> {
+        let mut h = Hasher::new("infoat-analysis-key-v1");
+        h.str(figure).str(&model_hash.to_hex()).str(&canonical_json(params)?).str(semver);
+        Ok(h.finish())
+    }
+
+    /// This record's key.
+    pub fn key(&self) -> Result<ContentHash> {
+        AnalysisRecord::key_for(&self.figure, &self.model_hash, &self.params, &self.analysis_semver)
+    }
+}

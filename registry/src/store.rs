@@ -30,6 +30,7 @@ pub struct Registry {
     evals: sled::Tree,
     eval_flags: sled::Tree,
     published: sled::Tree,
+    analyses: sled::Tree,
     blobs: Blobs,
     _lock: Lock,
 }
@@ -67,6 +68,7 @@ pub(crate) enum Kind {
     Eval,
     EvalFlags,
     Published,
+    Analysis,
 }
 
 impl Registry {
@@ -85,6 +87,7 @@ impl Registry {
             evals: tree("evals")?,
             eval_flags: tree("eval_flags")?,
             published: tree("published")?,
+            analyses: tree("analyses")?,
             blobs: Blobs::new(root.join("blobs")),
             db,
             root,
@@ -112,6 +115,7 @@ impl Registry {
             Kind::Eval => &self.evals,
             Kind::EvalFlags => &self.eval_flags,
             Kind::Published => &self.published,
+            Kind::Analysis => &self.analyses,
         }
     }
 
@@ -144,6 +148,22 @@ impl Registry {
                 Ok((String::from_utf8_lossy(&k).to_string(), self.decode(&k, &v)?))
             })
             .collect()
+    }
+
+    /// Stores an analysis result under its key (replacing an earlier one with that key).
+    pub fn put_analysis(&self, a: &crate::AnalysisRecord) -> Result<()> {
+        self.put(Kind::Analysis, &a.key()?.to_hex(), a)
+    }
+
+    /// The analysis stored under `key`.
+    pub fn find_analysis(&self, key: &ContentHash) -> Result<Option<crate::AnalysisRecord>> {
+        let k = key.to_hex();
+        self.get_raw(Kind::Analysis, &k)?.map(|v| self.decode(k.as_bytes(), &v)).transpose()
+    }
+
+    /// Every analysis result.
+    pub fn analyses(&self) -> Result<Vec<crate::AnalysisRecord>> {
+        Ok(self.scan(Kind::Analysis, "")?.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Stores a run record under `<config hash>/<attempt>`, replacing that attempt's earlier
@@ -282,7 +302,7 @@ impl Registry {
     /// Re-hashes every blob and re-reads every record; reports problems, deletes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        for kind in [Kind::Run, Kind::Eval, Kind::EvalFlags, Kind::Published] {
+        for kind in [Kind::Run, Kind::Eval, Kind::EvalFlags, Kind::Published, Kind::Analysis] {
             for kv in self.tree(kind).iter() {
                 let (k, v) = kv.map_err(|e| self.db_err(e))?;
                 report.records += 1;
@@ -291,6 +311,7 @@ impl Registry {
                     Kind::Eval => self.decode::<EvalRecord>(&k, &v).map(|_| ()),
                     Kind::EvalFlags => self.decode::<EvalFlags>(&k, &v).map(|_| ()),
                     Kind::Published => self.decode::<PublishedRecord>(&k, &v).map(|_| ()),
+                    Kind::Analysis => self.decode::<crate::AnalysisRecord>(&k, &v).map(|_| ()),
                 };
                 if let Err(e) = ok {
                     report.problems.push(e.to_string());

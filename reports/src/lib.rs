@@ -8,6 +8,7 @@
 //! SVG plots ([`mod@render`]). No libtorch.
 
 pub mod aggregate;
+pub mod analyses;
 pub mod compare;
 mod error;
 pub mod grid;

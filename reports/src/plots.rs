@@ -187,6 +187,8 @@ pub struct Series {
     pub points: String,
     /// The points as dots with tooltips.
     pub dots: Vec<Dot>,
+    /// Draw the line through them (false: a scatter plot).
+    pub line: bool,
 }
 
 /// A line chart.
@@ -255,6 +257,7 @@ pub fn line_chart(title: &str, xlabel: &str, series: &[(String, Vec<(f64, f64)>)
                     .iter()
                     .map(|&(x, y)| Dot { x: px(x), y: py(y), title: format!("{label}: {xlabel} {x}, {y:.4}") })
                     .collect(),
+                line: true,
             }
         })
         .collect();

@@ -92,6 +92,9 @@ pub struct Report {
     pub cells: Vec<Cell>,
     /// The reports crate version.
     pub version: String,
+    /// Figures of the paper's analyses (issue 10), when analysis records are selected
+    /// ([`add_analyses`]).
+    pub analyses: Vec<crate::analyses::Figure>,
 }
 
 /// Builds the report of `selection` from registry records.
@@ -149,7 +152,14 @@ pub fn build(
         counts(Verdict::Unpublished),
         counts(Verdict::NotRun),
     );
-    Ok(Report { title: title.to_string(), summary, grids: views, cells, version: env!("CARGO_PKG_VERSION").into() })
+    Ok(Report {
+        title: title.to_string(),
+        summary,
+        grids: views,
+        cells,
+        version: env!("CARGO_PKG_VERSION").into(),
+        analyses: Vec::new(),
+    })
 }
 
 /// Fig. 2-style sensitivity curves: where InfoAT runs of a grid differ only in `lambda` (or
@@ -292,6 +302,8 @@ fn engine() -> Result<&'static Tera> {
                 ("report.html", include_str!("../templates/report.html.tera")),
                 ("bars.svg", include_str!("../templates/bars.svg.tera")),
                 ("lines.svg", include_str!("../templates/lines.svg.tera")),
+                ("heat.svg", include_str!("../templates/heat.svg.tera")),
+                ("row.svg", include_str!("../templates/row.svg.tera")),
                 ("compare.md", include_str!("../templates/compare.md.tera")),
                 ("compare.tex", include_str!("../templates/compare.tex.tera")),
                 ("compare.html", include_str!("../templates/compare.html.tera")),
@@ -306,6 +318,43 @@ fn engine() -> Result<&'static Tera> {
         })
         .as_ref()
         .map_err(|e| Error::Template(e.clone()))
+}
+
+/// Adds the figures of the analysis records among `analyses` whose run the selection keeps
+/// (every one without a config filter; none when the selection names tables), each labelled
+/// with its run's method.
+pub fn add_analyses(
+    report: &mut Report,
+    analyses: &[infoat_registry::AnalysisRecord],
+    runs: &[RunRecord],
+    selection: &Selection,
+) -> Result<()> {
+    if !selection.tables.is_empty() {
+        return Ok(());
+    }
+    let kept: Vec<_> = analyses
+        .iter()
+        .filter(|a| match (&selection.configs, a.config_hash) {
+            (Some(keep), Some(h)) => keep.contains(&h.to_hex()),
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .cloned()
+        .collect();
+    let label = |a: &infoat_registry::AnalysisRecord| -> String {
+        let method = a
+            .config_hash
+            .and_then(|h| runs.iter().find(|r| r.config_hash == h))
+            .and_then(|r| r.config.get("method")?.get("kind")?.as_str().map(crate::observations::method_label));
+        method.unwrap_or_else(|| "model".into())
+    };
+    report.analyses = crate::analyses::figures(&kept, &label)?;
+    Ok(())
+}
+
+/// Renders a plot template (`lines.svg`, `bars.svg`, `heat.svg`) with its geometry as `p`.
+pub(crate) fn render_svg<T: Serialize>(name: &str, plot: &T) -> Result<String> {
+    render_template(name, "p", plot)
 }
 
 /// The Markdown summary of a regression check (`infoat regress`, issue 8).

@@ -206,3 +206,69 @@ fn compare_takes_an_external_model_by_its_evaluation_key() {
         insta::assert_snapshot!(format!("compare_external.{}", format.extension()), text);
     }
 }
+
+/// Analysis figures (issue 10) from fixed records: Fig. 4 draws every run on one plot, Fig. 1's
+/// caption carries its test and correlation, Fig. 5 is a heat map; each is one SVG document.
+#[test]
+fn analysis_figures_snapshot() {
+    let env: infoat_registry::Environment = serde_json::from_value(serde_json::json!({
+        "harness_version": "0.1.0", "git_commit": "fixture", "libtorch": "2.11.0", "device": "cpu",
+        "threads": 2, "cudnn": null, "os": "linux-x86_64", "cpu": null, "hostname": "fixture"
+    }))
+    .unwrap();
+    let record = |figure: &str, model: char, params: Value, result: Value| infoat_registry::AnalysisRecord {
+        figure: figure.into(),
+        model_hash: model.to_string().repeat(64).parse().unwrap(),
+        config_hash: Some(model.to_string().repeat(64).parse().unwrap()),
+        params,
+        analysis_semver: "1.0.0".into(),
+        result,
+        seconds: 1.0,
+        finished_unix: 0,
+        env: env.clone(),
+    };
+    let curve = |v: [f64; 3]| serde_json::json!({ "alphas": [-1.0, 0.0, 1.0], "adv_loss": v, "clean_loss": v, "sharpness": (v[0] + v[2]) / 2.0 - v[1] });
+    let records = vec![
+        record("fig4", 'a', serde_json::json!({}), curve([2.0, 1.0, 2.5])),
+        record("fig4", 'b', serde_json::json!({}), curve([1.4, 1.0, 1.2])),
+        record(
+            "fig1",
+            'a',
+            serde_json::json!({ "eps": 0.3, "steps": 10, "eps_hi": 0.6 }),
+            serde_json::json!({
+                "n": 6, "clean_correct": 5, "robust": 2, "entropy_max": std::f64::consts::LN_10, "mean_entropy_robust": 0.2,
+                "mean_entropy_broken": 1.1, "test": { "u": 0.0, "z": -1.73, "p": 0.083 },
+                "hist_robust": [2, 0], "hist_broken": [1, 2], "entropy": [0.1, 0.3, 0.9, 1.2, 1.2],
+                "min_eps": [0.5, 0.4, 0.2, 0.1, 0.12], "censored": 0, "spearman": -0.97
+            }),
+        ),
+        record(
+            "fig5",
+            'b',
+            serde_json::json!({}),
+            serde_json::json!({ "grid": [-1.0, 0.0, 1.0], "examples": [{ "index": 4, "label": 9,
+                "loss": [[0.1, 0.2, 0.3], [0.2, 0.1, 0.2], [0.9, 1.5, 2.0]],
+                "wrong": [[false, false, false], [false, false, false], [false, true, true]] }] }),
+        ),
+    ];
+    let label = |r: &infoat_registry::AnalysisRecord| {
+        if r.model_hash.to_hex().starts_with('a') {
+            "AT".into()
+        } else {
+            "InfoAT".into()
+        }
+    };
+    let figures = infoat_reports::analyses::figures(&records, &label).unwrap();
+    let names: Vec<&str> = figures.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["fig1-aaaaaaaaaaaa", "fig4", "fig5-bbbbbbbbbbbb"]);
+    for f in &figures {
+        assert!(f.svg.starts_with("<svg") && f.svg.trim_end().ends_with("</svg>"), "{}", f.name);
+        assert_eq!(f.svg.matches("<svg").count(), f.svg.matches("</svg>").count());
+    }
+    assert!(figures[0].caption.contains("ρ between H(p(x)) and the smallest flipping radius: -0.970"));
+    assert!(figures[1].caption.contains("AT (config aaaaaaaaaaaa) 1.2500") && figures[1].caption.contains("InfoAT"));
+    assert_eq!(figures[2].svg.matches("<circle").count(), 2, "two misclassified grid points");
+    for f in &figures {
+        insta::assert_snapshot!(format!("analysis_{}", f.name), format!("{}\n\n{}\n\n{}", f.title, f.caption, f.svg));
+    }
+}
