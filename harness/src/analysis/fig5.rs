@@ -36,7 +36,7 @@ pub struct Fig5Example {
     pub index: usize,
     /// Its label.
     pub label: u8,
-    /// Cross-entropy, `loss[i][j]` at d1 = grid[i] (along v), d2 = grid[j] (along r).
+    /// Cross-entropy, `loss[i][j]` at d1 = `grid[i]` (along v), d2 = `grid[j]` (along r).
     pub loss: Vec<Vec<f64>>,
     /// Whether the prediction is wrong there.
     pub wrong: Vec<Vec<bool>>,
