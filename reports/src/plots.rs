@@ -165,6 +165,47 @@ pub fn accuracy_bars(grid: &Grid) -> Option<BarChart> {
     })
 }
 
+/// One bar per labelled value, in percent on a 0–100 axis (Fig. 3-style ablation bars).
+/// `None` for no values.
+pub fn value_bars(title: &str, items: &[(String, f64)]) -> Option<BarChart> {
+    if items.is_empty() {
+        return None;
+    }
+    let (left, top, bar_w) = (44.0, 28.0, 28.0);
+    let group_w = bar_w + 40.0;
+    let width = (left + group_w * items.len() as f64 + 16.0).max(300.0);
+    let bottom = top + 200.0;
+    let y = |pct: f64| bottom - 200.0 * pct.clamp(0.0, 100.0) / 100.0;
+    let yticks = (0..=4).map(|k| YTick { y: y(25.0 * k as f64), label: format!("{}", 25 * k) }).collect();
+    let groups = items
+        .iter()
+        .enumerate()
+        .map(|(k, (label, v))| {
+            let x0 = left + 20.0 + group_w * k as f64;
+            let bar = Bar {
+                x: x0,
+                y: y(*v),
+                w: bar_w,
+                h: bottom - y(*v),
+                color: PALETTE[k % PALETTE.len()].into(),
+                title: format!("{label}: {v:.2} %"),
+            };
+            BarGroup { x: x0 + bar_w / 2.0, label: label.clone(), bars: vec![bar] }
+        })
+        .collect();
+    Some(BarChart {
+        title: title.into(),
+        width,
+        height: bottom + 32.0,
+        left,
+        right: width - 8.0,
+        bottom,
+        yticks,
+        groups,
+        legend: Vec::new(),
+    })
+}
+
 /// A dot on a line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Dot {

@@ -135,6 +135,7 @@ pub fn build(
             None => String::new(),
         };
         let mut curves = sensitivity_curves(&grid, &obs, &runs_by_hash)?;
+        curves.extend(ablation_bars(&grid, &obs, &runs_by_hash)?);
         curves.extend(training_curves(&grid, &runs_by_hash)?);
         views.push(GridView { grid, bars, curves });
     }
@@ -223,6 +224,67 @@ fn sensitivity_curves(
             let series = vec![("PGD-20".to_string(), pgd), ("Natural".to_string(), nat)];
             if let Some(chart) = plots::line_chart(&title, symbol, &series) {
                 out.push(render_template("lines.svg", "p", &chart)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fig. 3-style ablation bars: where InfoAT runs of a grid differ only in one design choice —
+/// the weighting (`weight`), the `divergence`, the outer `regularizer` or the MI estimator
+/// (`mi_estimator`: entropy vs MINE at a layer) — and at least two choices are in the
+/// registry, PGD-20 accuracy (mean over seeds) per choice.
+fn ablation_bars(
+    grid: &Grid,
+    obs: &[crate::observations::Observation],
+    runs: &BTreeMap<String, &RunRecord>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (field, what) in [
+        ("weight", "weighting"),
+        ("divergence", "divergence"),
+        ("regularizer", "regulariser"),
+        ("mi_estimator", "MI estimator"),
+    ] {
+        // (rest-of-recipe hash) -> choice -> PGD-20 values
+        let mut sweeps: BTreeMap<String, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+        for o in obs.iter().filter(|o| {
+            o.table == grid.table
+                && o.dataset == grid.dataset
+                && o.arch == grid.arch
+                && o.protocol == grid.protocol
+                && o.metric == "pgd20"
+        }) {
+            let Some(run) = runs.get(&o.config_hash) else { continue };
+            let c = &run.config;
+            if c.pointer("/method/kind").and_then(serde_json::Value::as_str) != Some("infoat") {
+                continue;
+            }
+            let Some(choice) = c.pointer(&format!("/method/{field}")) else { continue };
+            let label = match choice {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(m) => match (m.get("kind").and_then(|k| k.as_str()), m.get("layer")) {
+                    (Some(kind), Some(layer)) => format!("{kind} #{layer}"),
+                    (Some(kind), None) => kind.to_string(),
+                    _ => choice.to_string(),
+                },
+                other => other.to_string(),
+            };
+            let mut rest = c.clone();
+            if let Some(m) = rest.get_mut("method").and_then(serde_json::Value::as_object_mut) {
+                m.remove(field);
+            }
+            let key = crate::observations::recipe_hash(&rest)?;
+            sweeps.entry(key).or_default().entry(label).or_default().push(o.value);
+        }
+        for choices in sweeps.values().filter(|c| c.len() >= 2) {
+            let items: Vec<(String, f64)> = choices
+                .iter()
+                .map(|(label, v)| (label.clone(), 100.0 * v.iter().sum::<f64>() / v.len() as f64))
+                .collect();
+            let title = format!("Ablation of the {what} (Fig. 3): PGD-20 (%), {} {}", grid.dataset, grid.arch);
+            if let Some(chart) = plots::value_bars(&title, &items) {
+                out.push(render_template("bars.svg", "p", &chart)?);
             }
         }
     }
