@@ -1,8 +1,10 @@
 //! Regression checks (issue 8, `infoat regress`): a fresh rerun of a preset against a baseline
 //! bundle. On CPU a run's checkpoint must be bit-identical to the baseline's (same config ⇒
-//! same checkpoint hash); on CUDA, where cuDNN does not promise that, only the metrics are
-//! held, each within its tolerance from the preset. Every difference is listed; the verdict is
-//! pass only when there are none.
+//! same checkpoint hash) when both ran with the same libtorch, CPU model and thread count; on
+//! CUDA, where cuDNN does not promise that, and on another CPU model, where oneDNN may choose
+//! other kernels, only the metrics are held, each within its tolerance from the preset, and
+//! the two environments are shown. Every difference is listed; the verdict is pass only when
+//! there are none.
 
 use std::collections::BTreeMap;
 
@@ -117,7 +119,11 @@ pub fn regress(
         let now = latest_complete(now_runs, &p.config_hash);
         let base = latest_complete(base_runs, &p.config_hash);
         let device = now.map_or_else(|| "?".to_string(), |r| r.env.device.clone());
-        let exact = device == "cpu";
+        // Bit-identical checkpoints are promised on CPU for the same libtorch, CPU model and
+        // thread count; across CPU models oneDNN may pick other kernels (other rounding), so
+        // there only the metrics are held and the environments are shown.
+        let same_numerics = matches!((now, base), (Some(n), Some(b)) if !numerics_differ(&n.env, &b.env));
+        let exact = device == "cpu" && same_numerics;
         let (checkpoint_now, checkpoint_baseline) =
             (now.and_then(|r| r.checkpoint_hash), base.and_then(|r| r.checkpoint_hash));
         let mut ok = true;
@@ -215,4 +221,58 @@ pub fn regress(
         environments,
         passed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed quickstart baseline against itself, then against copies with another
+    /// checkpoint: a difference on the same CPU, information only on another CPU model.
+    #[test]
+    fn checkpoints_are_exact_on_the_same_cpu_and_informational_on_another() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/regress/quickstart");
+        let b = infoat_registry::bundle::read_records(&dir).unwrap();
+        let plan: Vec<PlannedRun> = b
+            .runs
+            .iter()
+            .map(|r| PlannedRun {
+                name: r.config.pointer("/method/kind").and_then(serde_json::Value::as_str).unwrap_or("?").to_string(),
+                config_hash: r.config_hash,
+                eval_keys: b
+                    .evals
+                    .iter()
+                    .filter(|e| e.config_hash == Some(r.config_hash))
+                    .map(|e| e.key.hash().unwrap())
+                    .collect(),
+            })
+            .collect();
+        let exact = |_: &str| 0.0;
+        let same = regress("quickstart", "self", &plan, (&b.runs, &b.evals), (&b.runs, &b.evals), &exact).unwrap();
+        assert!(same.passed && same.differences.is_empty() && same.environments.is_none(), "{:?}", same.differences);
+        assert_eq!(same.runs.len(), 6);
+        assert!(same.runs.iter().all(|r| r.checkpoint_exact && r.metrics.len() >= 10));
+
+        let mut other = b.runs.clone();
+        other[0].checkpoint_hash = Some("0".repeat(64).parse().unwrap());
+        let r = regress("quickstart", "x", &plan, (&b.runs, &b.evals), (&other, &b.evals), &exact).unwrap();
+        assert!(
+            !r.passed && r.differences.len() == 1 && r.differences[0].contains("training changed"),
+            "{:?}",
+            r.differences
+        );
+
+        for run in &mut other {
+            run.env.cpu = Some("Another CPU".into());
+        }
+        let r = regress("quickstart", "x", &plan, (&b.runs, &b.evals), (&other, &b.evals), &exact).unwrap();
+        assert!(r.passed, "another CPU model: the checkpoint is information, the metrics hold: {:?}", r.differences);
+        assert!(r.environments.is_some() && !r.runs[0].checkpoint_exact);
+        // A metric off by more than its tolerance fails wherever it ran.
+        let mut evals = b.evals.clone();
+        let e = evals.iter_mut().find(|e| e.attacks.contains_key("pgd20")).unwrap();
+        e.attacks.get_mut("pgd20").unwrap().robust_acc += 0.02;
+        let r = regress("quickstart", "x", &plan, (&b.runs, &b.evals), (&other, &evals), &|_| 0.01).unwrap();
+        assert!(!r.passed && r.differences.iter().any(|d| d.contains("pgd20")), "{:?}", r.differences);
+    }
 }
