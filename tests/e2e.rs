@@ -6,6 +6,7 @@ mod attacks;
 mod cli;
 mod errors;
 mod extra_data;
+mod presets;
 mod pytorch_peer;
 mod quickstart;
 mod registry;
