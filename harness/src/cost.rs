@@ -89,10 +89,13 @@ impl std::ops::AddAssign for Cost {
 }
 
 /// The throughput table.
-pub fn throughputs() -> Result<Vec<Throughput>> {
-    let file: ThroughputFile = toml::from_str(THROUGHPUT)
-        .map_err(|e| Error::Config { origin: "fixtures/costs/throughput.toml".into(), message: e.to_string() })?;
-    Ok(file.entry)
+pub fn throughputs() -> Result<&'static [Throughput]> {
+    // Parsed once: every run of every preset asks for its rate.
+    static TABLE: std::sync::OnceLock<std::result::Result<Vec<Throughput>, String>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| toml::from_str::<ThroughputFile>(THROUGHPUT).map(|f| f.entry).map_err(|e| e.to_string()))
+        .as_deref()
+        .map_err(|e| Error::Config { origin: "fixtures/costs/throughput.toml".into(), message: e.clone() })
 }
 
 /// Passes per second for `arch` on `device`.
@@ -101,7 +104,7 @@ pub fn passes_per_s(arch: Arch, device: CostDevice) -> Result<Throughput> {
         CostDevice::Gpu => DeviceChoice::Cuda,
         CostDevice::Cpu => DeviceChoice::Cpu,
     };
-    throughputs()?.into_iter().find(|t| t.arch == arch && t.device == want).ok_or_else(|| {
+    throughputs()?.iter().find(|t| t.arch == arch && t.device == want).cloned().ok_or_else(|| {
         Error::Invalid(format!(
             "no throughput for {} on {device:?} in fixtures/costs/throughput.toml: add a measured entry",
             arch.name()

@@ -463,8 +463,9 @@ fn dry_run(preset: &Preset, registry: &Registry, as_json: bool) -> Result<ExitCo
     let mut rows = Vec::new();
     let mut total: BTreeMap<cost::CostDevice, f64> = BTreeMap::new();
     let mut trainings = std::collections::BTreeSet::new();
+    let evals = registry.evals()?;
     for r in &preset.runs {
-        let status = pipeline::plan_status(r, registry)?;
+        let status = pipeline::plan_status(r, registry, &evals)?;
         let trained = status.checkpoint_hash.is_some() || !trainings.insert(status.config_hash);
         let evaluated = status.evaluated && status.black_box_evaluated != Some(false);
         let (device, c) = cost::estimate(r, trained, evaluated)?;
@@ -557,12 +558,8 @@ fn analyze(a: AnalyzeArgs, progress: Progress) -> Result<ExitCode> {
     }
     let runs = registry.runs()?;
     let label = |r: &infoat_registry::AnalysisRecord| -> String {
-        let kind = r
-            .config_hash
-            .and_then(|h| runs.iter().find(|x| x.config_hash == h))
-            .and_then(|x| x.config.get("method")?.get("kind")?.as_str().map(infoat_reports::observations::method_label))
-            .unwrap_or_else(|| "model".into());
-        format!("{kind} ({})", r.config_hash.map(|h| h.short(6)).unwrap_or_default())
+        let method = infoat_reports::analyses::run_method(r, &runs);
+        format!("{method} ({})", r.config_hash.map(|h| h.short(6)).unwrap_or_default())
     };
     let figures = infoat_reports::analyses::figures(&records, &label)?;
     std::fs::create_dir_all(&a.out)?;

@@ -650,8 +650,9 @@ impl PlanStatus {
 
 /// Looks up, without loading data or models, what of `run` the registry holds. An evaluation
 /// counts as recorded when one of the run's checkpoint has the planned suite, seed and number
-/// of attacked images.
-pub fn plan_status(run: &PresetRun, registry: &Registry) -> Result<PlanStatus> {
+/// of attacked images. `evals` are the registry's evaluation records, read once by the caller
+/// for all of a preset's runs.
+pub fn plan_status(run: &PresetRun, registry: &Registry, evals: &[EvalRecord]) -> Result<PlanStatus> {
     let cfg = &run.config;
     let hash = cfg.hash()?;
     let checkpoint_hash = registry.complete_run(&hash, TRAINING_SEMVER)?.and_then(|r| r.checkpoint_hash);
@@ -674,7 +675,7 @@ pub fn plan_status(run: &PresetRun, registry: &Registry) -> Result<PlanStatus> {
             Some(bb) => Some(key_of(&bb.attacks, bb.limit, bb.rays_budget, false)?),
             None => None,
         };
-        for e in registry.evals()? {
+        for e in evals {
             let k = &e.key;
             if k.model_hash != model || k.seed != cfg.seed || e.eval_semver != EVAL_SEMVER {
                 continue;

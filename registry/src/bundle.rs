@@ -78,13 +78,7 @@ impl Registry {
     /// Writes every record and every blob the records reference into `dir` (created; must be
     /// empty or absent).
     pub fn export(&self, dir: &Path) -> Result<(usize, usize)> {
-        if dir.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
-            return Err(Error::BadBundle {
-                path: dir.to_path_buf(),
-                problem: "the export folder is not empty; give a new folder".into(),
-            });
-        }
-        std::fs::create_dir_all(dir.join("blobs")).map_err(|e| Error::io(dir, e))?;
+        start_bundle(dir)?;
         let mut text = Vec::new();
         let mut records = 0;
         for kind in KINDS {
@@ -94,12 +88,16 @@ impl Registry {
                 records += 1;
             }
         }
-        let blobs = self.referenced_blobs()?;
-        for h in &blobs {
+        self.finish_bundle(dir, &text, records, &self.referenced_blobs()?)
+    }
+
+    /// Writes `blobs`, the record lines and the manifest of a bundle begun by [`start_bundle`].
+    fn finish_bundle(&self, dir: &Path, text: &[u8], records: usize, blobs: &[ContentHash]) -> Result<(usize, usize)> {
+        for h in blobs {
             let bytes = self.blobs().read_verified(h)?;
             write_atomic(&dir.join("blobs").join(format!("{}.safetensors", h.to_hex())), &bytes)?;
         }
-        write_atomic(&dir.join("records.jsonl"), &text)?;
+        write_atomic(&dir.join("records.jsonl"), text)?;
         let manifest = Manifest { format: BUNDLE_FORMAT.into(), records, blobs: blobs.len() };
         write_atomic(&dir.join("MANIFEST.json"), &serde_json::to_vec_pretty(&manifest)?)?;
         Ok((records, blobs.len()))
@@ -108,14 +106,7 @@ impl Registry {
     /// Takes in a bundle written by [`Registry::export`] (see the module docs for what is
     /// refused). Idempotent: importing the same bundle twice adds nothing the second time.
     pub fn import(&self, dir: &Path) -> Result<ImportReport> {
-        let bad = |path: PathBuf, problem: String| Error::BadBundle { path, problem };
-        let manifest_path = dir.join("MANIFEST.json");
-        let text = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
-        let manifest: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| bad(manifest_path.clone(), format!("not a bundle manifest ({e})")))?;
-        if manifest.format != BUNDLE_FORMAT {
-            return Err(bad(manifest_path, format!("format '{}', expected '{BUNDLE_FORMAT}'", manifest.format)));
-        }
+        read_manifest(dir)?;
         let mut report = ImportReport::default();
         let blob_dir = dir.join("blobs");
         if let Ok(entries) = std::fs::read_dir(&blob_dir) {
@@ -262,13 +253,7 @@ pub struct BundleRecords {
 /// an error naming the file and line (a baseline must be read whole or not at all).
 pub fn read_records(dir: &Path) -> Result<BundleRecords> {
     let bad = |path: PathBuf, problem: String| Error::BadBundle { path, problem };
-    let manifest_path = dir.join("MANIFEST.json");
-    let text = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| bad(manifest_path.clone(), format!("not a bundle manifest ({e})")))?;
-    if manifest.format != BUNDLE_FORMAT {
-        return Err(bad(manifest_path, format!("format '{}', expected '{BUNDLE_FORMAT}'", manifest.format)));
-    }
+    let manifest = read_manifest(dir)?;
     let records_path = dir.join("records.jsonl");
     let text = std::fs::read_to_string(&records_path).map_err(|e| Error::io(&records_path, e))?;
     let mut out = BundleRecords::default();
@@ -311,13 +296,7 @@ impl Registry {
         evals: &[ContentHash],
         blobs: bool,
     ) -> Result<(usize, usize)> {
-        if dir.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
-            return Err(Error::BadBundle {
-                path: dir.to_path_buf(),
-                problem: "the export folder is not empty; give a new folder".into(),
-            });
-        }
-        std::fs::create_dir_all(dir.join("blobs")).map_err(|e| Error::io(dir, e))?;
+        start_bundle(dir)?;
         let mut text = Vec::new();
         let mut records = 0;
         let mut blob_set = std::collections::BTreeSet::new();
@@ -341,20 +320,35 @@ impl Registry {
                 records += 1;
             }
         }
-        let blob_count = if blobs {
-            for h in &blob_set {
-                let bytes = self.blobs().read_verified(h)?;
-                write_atomic(&dir.join("blobs").join(format!("{}.safetensors", h.to_hex())), &bytes)?;
-            }
-            blob_set.len()
-        } else {
-            0
-        };
-        write_atomic(&dir.join("records.jsonl"), &text)?;
-        let manifest = Manifest { format: BUNDLE_FORMAT.into(), records, blobs: blob_count };
-        write_atomic(&dir.join("MANIFEST.json"), &serde_json::to_vec_pretty(&manifest)?)?;
-        Ok((records, blob_count))
+        let blobs: Vec<ContentHash> = if blobs { blob_set.into_iter().collect() } else { Vec::new() };
+        self.finish_bundle(dir, &text, records, &blobs)
     }
+}
+
+/// Checks that `dir` is new or empty and creates it with its `blobs/` folder.
+fn start_bundle(dir: &Path) -> Result<()> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
+        return Err(Error::BadBundle {
+            path: dir.to_path_buf(),
+            problem: "the export folder is not empty; give a new folder".into(),
+        });
+    }
+    std::fs::create_dir_all(dir.join("blobs")).map_err(|e| Error::io(dir, e))
+}
+
+/// Reads and checks a bundle's `MANIFEST.json`.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("MANIFEST.json");
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&text)
+        .map_err(|e| Error::BadBundle { path: path.clone(), problem: format!("not a bundle manifest ({e})") })?;
+    if manifest.format != BUNDLE_FORMAT {
+        return Err(Error::BadBundle {
+            path,
+            problem: format!("format '{}', expected '{BUNDLE_FORMAT}'", manifest.format),
+        });
+    }
+    Ok(manifest)
 }
 
 fn tempdir_in(dir: &Path) -> Result<PathBuf> {

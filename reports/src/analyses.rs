@@ -111,6 +111,15 @@ pub struct HeatMaps {
     pub scale: (String, String),
 }
 
+/// The method of the run an analysis was made on ("AT", "InfoAT"; "model" when its run is not
+/// among `runs`), the label its figures carry.
+pub fn run_method(a: &AnalysisRecord, runs: &[infoat_registry::RunRecord]) -> String {
+    a.config_hash
+        .and_then(|h| runs.iter().find(|r| r.config_hash == h))
+        .and_then(|r| r.config.get("method")?.get("kind")?.as_str().map(crate::observations::method_label))
+        .unwrap_or_else(|| "model".into())
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(r: &AnalysisRecord) -> Result<T> {
     serde_json::from_value(r.result.clone()).map_err(|e| {
         Error::Invalid(format!("analysis record {} ({}): unexpected result ({e})", r.figure, r.model_hash))

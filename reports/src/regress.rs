@@ -115,6 +115,9 @@ pub fn regress(
     let mut out = Vec::new();
     let mut differences = Vec::new();
     let mut environments = None;
+    // Each rerun evaluation's key, hashed once.
+    let now_by_key: BTreeMap<ContentHash, &EvalRecord> =
+        now_evals.iter().filter_map(|e| Some((e.key.hash().ok()?, e))).collect();
     for p in plan {
         let now = latest_complete(now_runs, &p.config_hash);
         let base = latest_complete(base_runs, &p.config_hash);
@@ -148,7 +151,7 @@ pub fn regress(
         }
         let mut metrics = Vec::new();
         for key in &p.eval_keys {
-            let Some(e) = now_evals.iter().find(|e| e.key.hash().ok().as_ref() == Some(key)) else {
+            let Some(e) = now_by_key.get(key).copied() else {
                 ok = false;
                 differences.push(format!(
                     "{}: the rerun's evaluation {} is not in its registry",

@@ -403,14 +403,7 @@ pub fn add_analyses(
         })
         .cloned()
         .collect();
-    let label = |a: &infoat_registry::AnalysisRecord| -> String {
-        let method = a
-            .config_hash
-            .and_then(|h| runs.iter().find(|r| r.config_hash == h))
-            .and_then(|r| r.config.get("method")?.get("kind")?.as_str().map(crate::observations::method_label));
-        method.unwrap_or_else(|| "model".into())
-    };
-    report.analyses = crate::analyses::figures(&kept, &label)?;
+    report.analyses = crate::analyses::figures(&kept, &|a| crate::analyses::run_method(a, runs))?;
     Ok(())
 }
 

@@ -81,10 +81,7 @@ pub fn fig1(model: &dyn Classifier, test: &ImageSet, p: &Fig1Params, batch_size:
     let (mut clean_correct, mut censored) = (0, 0);
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(&set, idx, Augment::None, 0, device)?;
-        let (_, h) = loss_and_entropy(model, &batch.x, &batch.y)?;
-        let correct = tch::no_grad(|| -> Result<Tensor> {
-            Ok(model.logits(&batch.x, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?)
-        })?;
+        let (_, h, correct) = loss_and_entropy(model, &batch.x, &batch.y)?;
         let keep: Vec<bool> = Vec::try_from(correct.f_to_device(tch::Device::Cpu)?)?;
         let h: Vec<f64> = Vec::try_from(h.f_to_kind(Kind::Double)?.f_to_device(tch::Device::Cpu)?)?;
         // Bisection per example: lo is known not to flip, hi flips (or is the censoring bound).

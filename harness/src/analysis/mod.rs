@@ -52,11 +52,13 @@ pub fn grid(points: usize) -> Vec<f64> {
     (0..points).map(|i| ((-1.0 + 2.0 * i as f64 / (points - 1) as f64) * 1e9).round() / 1e9).collect()
 }
 
-/// Per-example cross-entropy and H(p(x)) of `x` (no gradients).
-pub fn loss_and_entropy(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
+/// Per-example cross-entropy, H(p(x)) and whether the prediction is right, from one forward
+/// pass of `x` (no gradients).
+pub fn loss_and_entropy(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     tch::no_grad(|| {
         let logits = model.logits(x, false)?;
-        Ok((losses::ce(&logits, y)?, losses::entropy(&logits)?))
+        let correct = logits.f_argmax(-1, false)?.f_eq_tensor(y)?;
+        Ok((losses::ce(&logits, y)?, losses::entropy(&logits)?, correct))
     })
 }
 

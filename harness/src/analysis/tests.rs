@@ -123,7 +123,7 @@ fn weight_landscape_restores_the_weights_and_is_centred_on_the_model() {
     let set = mnist_like(8);
     let batch =
         crate::data::make_batch(&set, &(0..8).collect::<Vec<_>>(), crate::data::Augment::None, 0, Device::Cpu).unwrap();
-    let (ce, _) = super::loss_and_entropy(&net, &batch.x, &batch.y).unwrap();
+    let (ce, _, _) = super::loss_and_entropy(&net, &batch.x, &batch.y).unwrap();
     let own = ce.mean(Kind::Double).double_value(&[]);
     assert!((r.clean_loss[2] - own).abs() < 1e-6, "{} vs {own}", r.clean_loss[2]);
     assert!(r.adv_loss[2] >= r.clean_loss[2] - 1e-6, "PGD raises the loss");
@@ -142,7 +142,7 @@ fn input_surface_grid_has_the_example_at_its_centre() {
     assert_eq!((e.index, e.label), (2, 2));
     assert_eq!((e.loss.len(), e.loss[0].len()), (5, 5));
     let batch = crate::data::make_batch(&set, &[2], crate::data::Augment::None, 0, Device::Cpu).unwrap();
-    let (ce, _) = super::loss_and_entropy(&net, &batch.x, &batch.y).unwrap();
+    let (ce, _, _) = super::loss_and_entropy(&net, &batch.x, &batch.y).unwrap();
     assert!((e.loss[2][2] - ce.double_value(&[0])).abs() < 1e-5);
     let e = fig5(&net, &set, &Fig5Params { examples: vec![9], ..p }).unwrap_err().to_string();
     assert!(e.contains("past the end"), "{e}");
