@@ -20,6 +20,8 @@ use infoat_harness::precision::Precision;
 use tch::Device;
 
 fn devices() -> Vec<Device> {
+    // The heap settings the `infoat` binary runs with (src/alloc.rs).
+    infoat_harness::alloc::tune();
     let mut d = vec![Device::Cpu];
     if tch::Cuda::is_available() {
         d.push(Device::Cuda(0));

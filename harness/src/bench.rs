@@ -59,6 +59,9 @@ pub enum Work {
     TrainStep,
     /// The inner maximisation alone (PGD with the method's step count, parameters frozen).
     Pgd,
+    /// One APGD-CE attack on the batch (100 iterations, AutoAttack's settings; examples the
+    /// model already misclassifies, or that break, leave the run as in evaluation).
+    ApgdCe,
 }
 
 /// The measured throughput of one [`BenchSpec`].
@@ -70,7 +73,7 @@ pub struct BenchResult {
     pub dataset: String,
     /// Method name.
     pub method: String,
-    /// Inner PGD steps of the method (0 for natural training).
+    /// Inner PGD steps of the method (0 for natural training); APGD's iterations for `apgd_ce`.
     pub inner_steps: usize,
     /// What one timed step is.
     pub work: Work,
@@ -94,6 +97,8 @@ pub struct BenchResult {
     pub epoch_seconds: f64,
     /// Intra-op threads libtorch used.
     pub threads: i64,
+    /// The process's heap settings ([`crate::alloc::tune`]).
+    pub allocator: String,
 }
 
 /// Training-set sizes (SPEC §5), for the epoch-time figure.
@@ -172,9 +177,11 @@ impl Rig {
         })
     }
 
-    /// One evaluation attack on the batch.
+    /// One evaluation attack on the batch, against the labels the model itself predicts on
+    /// it: every example starts correctly classified, so an attack that sets misclassified
+    /// examples aside (APGD) attacks the whole batch, whatever the random weights predict.
     pub fn attack(&self, id: crate::attacks::AttackId) -> Result<Tensor> {
-        Ok(id.build(self.eps).perturb(&self.model, &self.batch.x, &self.batch.y)?.0)
+        attack_own_labels(&self.model, &self.batch.x, self.eps, id)
     }
 
     /// Waits for the device to finish queued work (CUDA); a no-op on the CPU.
@@ -197,17 +204,27 @@ impl Rig {
     }
 }
 
+/// Runs attack `id` on `x` against the labels `model` predicts for it ([`Rig::attack`]).
+fn attack_own_labels(model: &dyn Classifier, x: &Tensor, eps: f64, id: crate::attacks::AttackId) -> Result<Tensor> {
+    let y = tch::no_grad(|| model.logits(x, false))?.f_argmax(1, false)?;
+    Ok(id.build(eps).perturb(model, x, &y)?.0)
+}
+
 /// Times `spec.steps` training steps after `spec.warmup` untimed ones.
 pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.batch_size == 0 || spec.steps == 0 {
         return Err(Error::Invalid("bench needs a batch size and a step count of at least 1".into()));
     }
     let mut rig = Rig::new(spec)?;
-    let steps = spec.method.inner().map_or(0, |i| i.steps);
+    let steps = match spec.work {
+        Work::ApgdCe => crate::attacks::Apgd::ce(0.0).iterations,
+        _ => spec.method.inner().map_or(0, |i| i.steps),
+    };
     let one = |rig: &mut Rig, i: usize| -> Result<()> {
         match spec.work {
             Work::TrainStep => rig.step(i),
             Work::Pgd => rig.pgd(steps).map(drop),
+            Work::ApgdCe => rig.attack(crate::attacks::AttackId::ApgdCe).map(drop),
         }
     };
     for i in 0..spec.warmup {
@@ -238,6 +255,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         images_per_second: ips,
         epoch_seconds: train_len(spec.dataset) as f64 / ips,
         threads: tch::get_num_threads() as i64,
+        allocator: crate::alloc::tune().to_string(),
     })
 }
 
@@ -486,6 +504,45 @@ mod tests {
         let adv = rig.pgd(3).unwrap();
         let dist = (&adv - &rig.batch.x).abs().max().double_value(&[]);
         assert!(dist <= 0.3 + 1e-6 && dist > 0.0, "{dist}");
+    }
+
+    #[test]
+    fn apgd_work_attacks_the_whole_batch_against_the_models_own_labels() {
+        let mut s = spec(MethodConfig::At { inner: InnerConfig::default() });
+        s.work = Work::ApgdCe;
+        s.steps = 1;
+        let r = throughput(&s).unwrap();
+        assert_eq!((r.work, r.inner_steps), (Work::ApgdCe, 100));
+        assert_eq!(r.allocator, crate::alloc::tune());
+
+        /// Counts the images the attack sends through the model.
+        struct Counting<'a>(&'a Network, std::cell::Cell<i64>);
+        impl Classifier for Counting<'_> {
+            fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+                self.1.set(self.1.get() + x.size()[0]);
+                self.0.logits(x, train)
+            }
+            fn device(&self) -> Device {
+                self.0.device()
+            }
+            fn num_classes(&self) -> usize {
+                10
+            }
+            fn freeze(&self) -> crate::models::Frozen {
+                self.0.freeze()
+            }
+        }
+        let rig = Rig::new(&s).unwrap();
+        // SmallCNN's zero-initialised last layer predicts class 0 for everything: against the
+        // random labels most examples would be "misclassified already" and left out.
+        let own = tch::no_grad(|| rig.model.forward_t(&rig.batch.x, false)).argmax(1, false);
+        assert_ne!(own, rig.batch.y, "the random labels must differ from the predictions for this test to bite");
+        let counting = Counting(&rig.model, std::cell::Cell::new(0));
+        let adv = attack_own_labels(&counting, &rig.batch.x, rig.eps, crate::attacks::AttackId::ApgdCe).unwrap();
+        // Every example runs all 100 iterations (its input gradient is zero, so nothing breaks).
+        assert!(counting.1.get() >= 8 * 100, "{} images through the model", counting.1.get());
+        let dist = (&adv - &rig.batch.x).abs().max().double_value(&[]);
+        assert!(dist <= 0.3 + 1e-6, "{dist}");
     }
 
     #[test]

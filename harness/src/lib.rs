@@ -15,10 +15,12 @@
 //! - [`checkpoint`]: safetensors checkpoints and their canonical digest;
 //! - [`seed`]: how every random draw derives from the run's seed;
 //! - [`mod@env`]: the environment fingerprint recorded with runs;
+//! - [`alloc`]: heap settings that keep tensor memory in the process between steps;
 //! - [`preset`]: named sets of runs (`fixtures/presets/`);
 //! - [`pipeline`]: config → trained, recorded, evaluated run; the only module that knows all rooms;
 //! - [`cli`]: the `infoat` command line.
 
+pub mod alloc;
 pub mod analysis;
 pub mod attacks;
 pub mod bench;

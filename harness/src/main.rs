@@ -22,6 +22,7 @@ use infoat_registry::Registry;
 use serde_json::json;
 
 fn main() -> ExitCode {
+    infoat_harness::alloc::tune();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -237,12 +238,15 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
+        let what = match r.work {
+            bench::Work::TrainStep => format!("{} (PGD-{})", r.method, r.inner_steps),
+            bench::Work::Pgd => format!("{} (PGD-{}, inner maximisation only)", r.method, r.inner_steps),
+            bench::Work::ApgdCe => "APGD-CE attack".to_string(),
+        };
         println!(
-            "{} {} (PGD-{}{}) on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch)",
+            "{} {} on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}",
             r.arch,
-            r.method,
-            r.inner_steps,
-            if r.work == infoat_harness::bench::Work::Pgd { ", inner maximisation only" } else { "" },
+            what,
             r.device,
             r.device_name,
             r.precision,
@@ -250,7 +254,8 @@ fn bench(a: BenchArgs) -> Result<ExitCode> {
             r.batch_size,
             r.ms_per_step,
             r.images_per_second,
-            r.epoch_seconds
+            r.epoch_seconds,
+            r.allocator
         );
     }
     Ok(ExitCode::SUCCESS)

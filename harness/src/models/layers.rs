@@ -25,6 +25,14 @@ pub(crate) fn in_place(t: &Tensor, f: impl FnOnce(&mut Tensor)) {
 
 /// Fan-in of a weight of shape `dims` (`torch.nn.init._calculate_fan_in_and_fan_out`): the
 /// second dimension times the receptive-field size.
+/// ReLU computed in the buffer of `t`, which must be a fresh layer output no other tensor
+/// aliases (a convolution, batch norm, linear or sum result). Saves one activation-sized buffer
+/// per ReLU; autograd is unaffected (ReLU's backward reads its output, and none of those
+/// layers' backwards reads their output).
+pub(crate) fn relu(mut t: Tensor) -> Tensor {
+    t.relu_()
+}
+
 pub(crate) fn fan_in(dims: &[i64]) -> i64 {
     assert!(dims.len() >= 2, "fan-in needs a weight with at least two dimensions, got {dims:?}");
     dims[1] * dims[2..].iter().product::<i64>()

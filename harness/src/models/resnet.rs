@@ -16,7 +16,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{relu, BatchNorm2d, Conv2d, Linear};
 
 /// Widths of the four stages.
 const WIDTHS: [i64; 4] = [64, 128, 256, 512];
@@ -60,13 +60,13 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let out = relu(self.bn1.forward_t(&self.conv1.forward(xs), train));
         let out = self.bn2.forward_t(&self.conv2.forward(&out), train);
         let short = match &self.shortcut {
             Some(s) => s.bn.forward_t(&s.conv.forward(xs), train),
             None => xs.shallow_clone(),
         };
-        (out + short).relu()
+        relu(out + short)
     }
 }
 
@@ -106,7 +106,7 @@ impl ResNet18 {
 impl ResNet18 {
     /// Logits and the output of every stage (`layer1` … `layer4`), in one pass.
     fn forward_stages(&self, xs: &Tensor, train: bool) -> (Tensor, Vec<Tensor>) {
-        let mut out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let mut out = relu(self.bn1.forward_t(&self.conv1.forward(xs), train));
         let mut stages = Vec::with_capacity(WIDTHS.len());
         for (i, block) in self.blocks.iter().enumerate() {
             out = block.forward_t(&out, train);

@@ -13,7 +13,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use super::layers::{Conv2d, Linear};
+use super::layers::{relu, Conv2d, Linear};
 
 /// Dropout probability after fc1.
 const DROPOUT: f64 = 0.5;
@@ -53,11 +53,11 @@ impl SmallCnn {
 impl nn::ModuleT for SmallCnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let [c1, c2, c3, c4] = &self.convs;
-        let x = c2.forward(&c1.forward(xs).relu()).relu().max_pool2d_default(2);
-        let x = c4.forward(&c3.forward(&x).relu()).relu().max_pool2d_default(2);
+        let x = relu(c2.forward(&relu(c1.forward(xs)))).max_pool2d_default(2);
+        let x = relu(c4.forward(&relu(c3.forward(&x)))).max_pool2d_default(2);
         let x = x.flatten(1, -1);
-        let x = self.fc1.forward(&x).relu().dropout(DROPOUT, train);
-        let x = self.fc2.forward(&x).relu();
+        let x = relu(self.fc1.forward(&x)).dropout(DROPOUT, train);
+        let x = relu(self.fc2.forward(&x));
         self.fc3.forward(&x)
     }
 }

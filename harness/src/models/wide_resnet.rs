@@ -17,7 +17,7 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use super::layers::{BatchNorm2d, Conv2d, Linear};
+use super::layers::{relu, BatchNorm2d, Conv2d, Linear};
 
 /// A pre-activation BasicBlock.
 #[derive(Debug)]
@@ -49,8 +49,8 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let act = self.bn1.forward_t(xs, train).relu();
-        let out = self.bn2.forward_t(&self.conv1.forward(&act), train).relu();
+        let act = relu(self.bn1.forward_t(xs, train));
+        let out = relu(self.bn2.forward_t(&self.conv1.forward(&act), train));
         let out = self.conv2.forward(&out);
         match &self.conv_shortcut {
             Some(short) => short.forward(&act) + out,
@@ -108,7 +108,7 @@ impl ModuleT for WideResNet {
         for block in &self.blocks {
             out = block.forward_t(&out, train);
         }
-        let out = self.bn1.forward_t(&out, train).relu();
+        let out = relu(self.bn1.forward_t(&out, train));
         let out = out.avg_pool2d([8, 8], [8, 8], [0, 0], false, true, None::<i64>);
         self.fc.forward(&out.flatten(1, -1))
     }
