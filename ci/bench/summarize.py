@@ -17,6 +17,73 @@ def load(path):
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def impl_kind(r):
+    """The column a measurement belongs to."""
+    if r.get("impl", "harness") == "pytorch":
+        heap = r.get("heap", "default") != "default"
+        return ("pytorch", r.get("variant", "reference") + ("+heap" if heap else ""))
+    return ("harness", "cl" if r["channels_last"] else "nchw")
+
+
+def throughput(rows):
+    """One row per (work, arch, method, batch, precision); each cell the median images/s over
+    the rounds that measured it (ci/bench/run alternates the implementations in every round)."""
+    print("## Throughput (images/s)\n")
+    print("`pgd`: the PGD-10 inner maximisation alone; `train_step`: a whole training step of the "
+          "method (inner PGD-10 included); `apgd_ce`: one APGD-CE attack (100 iterations) on the batch. "
+          "harness = `infoat bench` (NCHW or channels-last); PyTorch reference = parameters keep "
+          "requires_grad during the attack, NCHW; PyTorch tuned = frozen parameters, channels-last; "
+          "tuned + heap = tuned with the harness's heap settings (GLIBC_TUNABLES). Each cell is the "
+          "median of n rounds. Ratios: best harness layout / PyTorch at the same precision; for bf16 "
+          "rows, × reference also gives the ratio to the fp32 reference.\n")
+    print("| work | arch | method | batch | precision | n | harness NCHW | harness channels-last | PyTorch reference | "
+          "PyTorch tuned | PyTorch tuned + heap | × reference | × tuned | × tuned + heap | epoch s (best harness) | "
+          "peak GPU MiB harness / PyTorch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    groups = {}
+    for r in rows:
+        key = (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
+        groups.setdefault(key, {}).setdefault(impl_kind(r), []).append(r)
+
+    def ips_of(g, k):
+        rs = g.get(k)
+        return median([r["images_per_second"] for r in rs]) if rs else None
+
+    def fmt(v):
+        return f"{v:,.0f}" if v else "–"
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if a and b else "–"
+
+    for (work, arch, method, batch, prec), g in groups.items():
+        nchw, cl = ips_of(g, ("harness", "nchw")), ips_of(g, ("harness", "cl"))
+        best = max([v for v in (nchw, cl) if v], default=None)
+        ref, tuned = ips_of(g, ("pytorch", "reference")), ips_of(g, ("pytorch", "tuned"))
+        heap = ips_of(g, ("pytorch", "tuned+heap"))
+        x_ref = ratio(best, ref)
+        if prec != "fp32":
+            ref32 = ips_of(groups.get((work, arch, method, batch, "fp32"), {}), ("pytorch", "reference"))
+            if ref32:
+                x_ref += f" ({ratio(best, ref32)} × fp32)"
+        best_rows = g.get(("harness", "cl" if best == cl else "nchw"), [])
+        mem_h = median([r["peak_gpu_mib"] for r in best_rows if r.get("peak_gpu_mib")] or [0])
+        tuned_rows = g.get(("pytorch", "tuned"), [])
+        mem_p = median([r["peak_gpu_mib"] for r in tuned_rows if r.get("peak_gpu_mib")] or [0])
+        mem = f"{mem_h:,.0f} / {mem_p:,.0f}" if mem_h and mem_p else "–"
+        train_len = best_rows[0]["epoch_seconds"] * best_rows[0]["images_per_second"] if best_rows else None
+        epoch = f"{train_len / best:.1f}" if train_len and best else "–"
+        n = max(len(v) for v in g.values())
+        print(f"| {work} | {arch} | {method} | {batch} | {prec} | {n} | {fmt(nchw)} | {fmt(cl)} | {fmt(ref)} | "
+              f"{fmt(tuned)} | {fmt(heap)} | {x_ref} | {ratio(best, tuned)} | {ratio(best, heap)} | {epoch} | {mem} |")
+    print()
+
+
 def main():
     d = sys.argv[1]
     print(f"# Results in {d}\n")
@@ -39,42 +106,7 @@ def main():
 
     rows = load(os.path.join(d, "throughput.jsonl"))
     if rows:
-        print("## Throughput (images/s): PGD-10 inner maximisation (`pgd`) and whole PGD-10 AT step (`train_step`)\n")
-        print("harness = `infoat bench`; PyTorch reference = parameters keep requires_grad during the attack, "
-              "NCHW; PyTorch tuned = frozen parameters, channels-last. Ratios: best harness layout / PyTorch.\n")
-        print("| work | arch | batch | precision | harness NCHW | harness channels-last | PyTorch reference | "
-              "PyTorch tuned | × reference | × tuned | epoch s (best harness) | peak GPU MiB harness / PyTorch |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        groups = {}
-        for r in rows:
-            key = (r.get("work", "train_step"), r["arch"], r["batch_size"], r["precision"])
-            impl = r.get("impl", "harness")
-            kind = r.get("variant") if impl == "pytorch" else ("cl" if r["channels_last"] else "nchw")
-            groups.setdefault(key, {})[(impl, kind)] = r
-        for (work, arch, batch, prec), g in groups.items():
-            def ips(k):
-                r = g.get(k)
-                return r["images_per_second"] if r else None
-
-            def fmt(v):
-                return f"{v:,.0f}" if v else "–"
-
-            h = [v for v in (ips(("harness", "nchw")), ips(("harness", "cl"))) if v]
-            best = max(h) if h else None
-            ref, tuned = ips(("pytorch", "reference")), ips(("pytorch", "tuned"))
-            ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"  # noqa: E731
-            best_row = None
-            for k in (("harness", "nchw"), ("harness", "cl")):
-                if g.get(k) and ips(k) == best:
-                    best_row = g[k]
-            mem_h = best_row.get("peak_gpu_mib") if best_row else None
-            tuned_row = g.get(("pytorch", "tuned"))
-            mem_p = tuned_row.get("peak_gpu_mib") if tuned_row else None
-            mem = f"{mem_h:,.0f} / {mem_p:,.0f}" if mem_h and mem_p else "–"
-            epoch = f"{best_row['epoch_seconds']:.1f}" if best_row else "–"
-            print(f"| {work} | {arch} | {batch} | {prec} | {fmt(ips(('harness', 'nchw')))} | {fmt(ips(('harness', 'cl')))} | "
-                  f"{fmt(ref)} | {fmt(tuned)} | {ratio(best, ref)} | {ratio(best, tuned)} | {epoch} | {mem} |")
-        print()
+        throughput(rows)
 
     mb = load(os.path.join(d, "max_batch.jsonl"))
     if mb:

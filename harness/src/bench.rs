@@ -172,7 +172,7 @@ impl Rig {
             start: crate::attacks::Start::Uniform,
         };
         let y = &self.batch.y;
-        crate::attacks::maximize(&self.model, &self.batch.x, &spec, crate::attacks::BnMode::Eval, &mut |logits, _| {
+        crate::attacks::maximize(&self.model, &self.batch.x, &spec, crate::attacks::BnMode::Eval, &mut |logits| {
             Ok(crate::methods::losses::ce(logits, y)?.f_sum(Kind::Float)?)
         })
     }

@@ -64,7 +64,7 @@ pub fn maximize(
     x: &Tensor,
     spec: &PgdSpec,
     bn: BnMode,
-    objective: &mut dyn FnMut(&Tensor, &Tensor) -> Result<Tensor>,
+    objective: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     ascend(model, x, spec, bn, None, objective, None)
 }
@@ -84,7 +84,7 @@ pub(crate) fn ascend(
     spec: &PgdSpec,
     bn: BnMode,
     transform: Option<InputTransform<'_>>,
-    objective: &mut dyn FnMut(&Tensor, &Tensor) -> Result<Tensor>,
+    objective: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     mut observe: Option<IterateObserver<'_>>,
 ) -> Result<Tensor> {
     let _frozen = model.freeze();
@@ -102,7 +102,7 @@ pub(crate) fn ascend(
         if let Some(obs) = observe.as_mut() {
             obs(&logits.f_detach()?)?;
         }
-        let loss = objective(&logits, &xa)?;
+        let loss = objective(&logits)?;
         let grad = Tensor::f_run_backward(&[&loss], &[&xa], false, false)?.remove(0);
         let stepped = xa.f_detach()?.f_add(&grad.f_sign()?.f_mul_scalar(spec.step_size)?)?;
         x_adv = project(&stepped, &x, spec.eps)?;
@@ -128,7 +128,7 @@ pub(crate) fn ce_sum(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// FGSM (Goodfellow et al. 2015): one step of size eps on the cross-entropy, no random start.
 pub fn fgsm(model: &dyn Classifier, x: &Tensor, y: &Tensor, eps: f64) -> Result<Tensor> {
     let spec = PgdSpec { eps, steps: 1, step_size: eps, start: Start::None };
-    maximize(model, x, &spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))
+    maximize(model, x, &spec, BnMode::Eval, &mut |logits| ce_sum(logits, y))
 }
 
 /// The PGD evaluation attack on the cross-entropy: uniform start, final iterate (SPEC §3).
@@ -151,7 +151,7 @@ impl Attack for Pgd {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| ce_sum(logits, y))?;
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| ce_sum(logits, y))?;
         Ok((adv, None))
     }
 }
@@ -190,7 +190,7 @@ impl Attack for Cw {
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let kappa = self.kappa;
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| {
             Ok(losses::cw_margin(logits, y, kappa)?.f_sum(Kind::Float)?)
         })?;
         Ok((adv, None))
@@ -222,15 +222,8 @@ impl Attack for PgdPlus {
                 broken = broken.f_logical_or(&wrong)?;
                 Ok(())
             };
-            last = ascend(
-                model,
-                x,
-                &self.spec,
-                BnMode::Eval,
-                None,
-                &mut |logits, _| ce_sum(logits, y),
-                Some(&mut observe),
-            )?;
+            last =
+                ascend(model, x, &self.spec, BnMode::Eval, None, &mut |logits| ce_sum(logits, y), Some(&mut observe))?;
         }
         Ok((last, Some(broken)))
     }
@@ -277,7 +270,7 @@ impl Attack for Bpda {
             &self.spec,
             BnMode::Eval,
             Some(&straight_through),
-            &mut |logits, _| ce_sum(logits, y),
+            &mut |logits| ce_sum(logits, y),
             Some(&mut observe),
         )?;
         let broken = match final_logits {
@@ -306,7 +299,7 @@ impl Attack for InfoPgd {
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let nat = tch::no_grad(|| model.logits(x, false))?;
         let weight = losses::entropy(&nat)?.f_mul_scalar(self.lambda)?;
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits, _| {
+        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| {
             let ib = weight.f_mul(&losses::sq_dist(&nat, logits)?)?;
             Ok(losses::ce(logits, y)?.f_add(&ib)?.f_sum(Kind::Float)?)
         })?;

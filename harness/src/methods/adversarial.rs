@@ -52,7 +52,7 @@ impl Method for Trades {
     fn loss(&mut self, model: &Network, batch: &Batch, ctx: &StepCtx<'_>) -> Result<LossParts> {
         let spec = self.inner.spec_at(ctx.epochs_done);
         let nat_fixed = tch::no_grad(|| model.forward_t(&batch.x, false));
-        let x_adv = maximize(model, &batch.x, &spec, self.inner.attack_bn_mode, &mut |logits, _| {
+        let x_adv = maximize(model, &batch.x, &spec, self.inner.attack_bn_mode, &mut |logits| {
             Ok(losses::kl(&nat_fixed, logits)?.f_sum(Kind::Float)?)
         })?;
         let nat = model.forward_t(&batch.x, true);

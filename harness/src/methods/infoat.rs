@@ -212,7 +212,7 @@ impl Method for InfoAt {
         };
         let w_fixed = self.weight_of(&nat_fixed, y, mine_estimate)?.f_detach()?;
         let (lambda, div) = (self.lambda, self.divergence);
-        let x_adv = maximize(model, x, &spec, self.inner.attack_bn_mode, &mut |logits, _| {
+        let x_adv = maximize(model, x, &spec, self.inner.attack_bn_mode, &mut |logits| {
             let d = div.eval(&nat_fixed, logits)?;
             let obj = losses::ce(logits, y)?.f_add(&w_fixed.f_mul(&d)?.f_mul_scalar(lambda)?)?;
             Ok(obj.f_sum(Kind::Float)?)

@@ -411,7 +411,7 @@ pub(crate) fn ce_adversarial(
     epochs_done: f64,
 ) -> Result<Tensor> {
     let spec = inner.spec_at(epochs_done);
-    crate::attacks::maximize(model, x, &spec, inner.attack_bn_mode, &mut |logits, _| crate::attacks::ce_sum(logits, y))
+    crate::attacks::maximize(model, x, &spec, inner.attack_bn_mode, &mut |logits| crate::attacks::ce_sum(logits, y))
 }
 
 /// Batch mean of a per-example loss.

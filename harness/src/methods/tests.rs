@@ -69,9 +69,9 @@ fn inner_maximiser_stays_in_the_ball_and_raises_the_objective() {
         let spec = inner(eps).spec_at(1.0);
         let ce = |l: &Tensor| losses::ce(l, &b.y).unwrap().sum(Kind::Float);
         tch::manual_seed(5);
-        let start = maximize(&model, &b.x, &PgdSpec { steps: 0, ..spec }, BnMode::Eval, &mut |l, _| Ok(ce(l))).unwrap();
+        let start = maximize(&model, &b.x, &PgdSpec { steps: 0, ..spec }, BnMode::Eval, &mut |l| Ok(ce(l))).unwrap();
         tch::manual_seed(5);
-        let adv = maximize(&model, &b.x, &spec, BnMode::Eval, &mut |l, _| Ok(ce(l))).unwrap();
+        let adv = maximize(&model, &b.x, &spec, BnMode::Eval, &mut |l| Ok(ce(l))).unwrap();
         let dist = f64::try_from((&adv - &b.x).abs().max()).unwrap();
         assert!(dist <= eps + 1e-6, "L∞ distance {dist} > eps {eps}");
         assert!(f64::try_from(adv.min()).unwrap() >= 0.0 && f64::try_from(adv.max()).unwrap() <= 1.0);
@@ -102,12 +102,12 @@ fn eval_mode_attack_leaves_batchnorm_statistics_untouched() {
         .collect();
     let spec = inner(8.0 / 255.0).spec_at(1.0);
     let ce = |l: &Tensor| Ok(losses::ce(l, &b.y)?.sum(Kind::Float));
-    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Eval, &mut |l, _| ce(l)).unwrap();
+    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Eval, &mut |l| ce(l)).unwrap();
     let now = model.named_tensors();
     for (k, v) in &before {
         assert!(now[k].equal(v), "{k} changed in eval mode");
     }
-    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Train, &mut |l, _| ce(l)).unwrap();
+    let _ = maximize(&model, &b.x, &PgdSpec { steps: 2, ..spec }, BnMode::Train, &mut |l| ce(l)).unwrap();
     assert!(!model.named_tensors()["bn1.running_mean"].equal(&before["bn1.running_mean"]), "train mode updates BN");
 }
 
