@@ -5,8 +5,10 @@
 //! buffers of 1–11 MB; with glibc's defaults the freed top of the heap is given back to the
 //! kernel (`brk` shrink, or `munmap` for blocks above the dynamic mmap threshold) and the next
 //! step faults the same pages in again, zero-filled. On the 2-core development VM that was a
-//! third of the profile of a PGD-10 step (`perf record`, kernel page-fault and unmap symbols)
-//! and made the step about 1.7× slower (docs/performance.md, "allocator").
+//! third of the profile of `infoat bench --work pgd` (`perf record`, kernel page-fault and unmap
+//! symbols) and made its PGD-10 step about 1.7× slower. The training loop was not measurably
+//! affected (its other allocations seem to keep the heap top in use), so the settings chiefly
+//! make benchmarks and attack-only processes behave like training (docs/performance.md).
 //!
 //! [`tune`] keeps those pages in the process instead: blocks up to 32 MiB (the largest mmap
 //! threshold glibc accepts on 64-bit) come from the heap, freed memory at its top is kept up to
