@@ -8,21 +8,17 @@ fn the_list_and_a_dry_run_estimate_the_gpu_presets() {
     let dir = tempfile::tempdir().unwrap();
     let list = stdout_json(&infoat(dir.path()).args(["reproduce", "--list", "--json"]).output().unwrap());
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    for want in [
-        "quickstart",
-        "mnist",
-        "fashion",
-        "table1",
-        "table2",
-        "table3",
-        "table4",
-        "table5",
-        "table6",
-        "fig2",
-        "fig3",
-        "paper",
-    ] {
-        assert!(names.contains(&want), "{want} missing from {names:?}");
+    // Every preset file of the repository, by its file name (which is its `name`).
+    let files = std::fs::read_dir(infoat_tests::repo_root().join("fixtures/presets")).unwrap();
+    let mut wanted: Vec<String> = files
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    wanted.sort();
+    assert!(wanted.len() >= 12, "{wanted:?}");
+    for want in &wanted {
+        assert!(names.contains(&want.as_str()), "{want} missing from {names:?}");
     }
     let by = |n: &str| list.as_array().unwrap().iter().find(|p| p["name"] == n).unwrap().clone();
     assert!(by("quickstart")["estimate"].as_str().unwrap().ends_with("CPU-min"));

@@ -51,9 +51,13 @@ def throughput(rows):
         key = (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
         groups.setdefault(key, {}).setdefault(impl_kind(r), []).append(r)
 
+    def med(rs, field):
+        """Median of `field` over the rows that have it; None when none does."""
+        vals = [r[field] for r in rs if r.get(field)]
+        return median(vals) if vals else None
+
     def ips_of(g, k):
-        rs = g.get(k)
-        return median([r["images_per_second"] for r in rs]) if rs else None
+        return med(g.get(k, []), "images_per_second")
 
     def fmt(v):
         return f"{v:,.0f}" if v else "–"
@@ -72,9 +76,7 @@ def throughput(rows):
             if ref32:
                 x_ref += f" ({ratio(best, ref32)} × fp32)"
         best_rows = g.get(("harness", "cl" if best == cl else "nchw"), [])
-        mem_h = median([r["peak_gpu_mib"] for r in best_rows if r.get("peak_gpu_mib")] or [0])
-        tuned_rows = g.get(("pytorch", "tuned"), [])
-        mem_p = median([r["peak_gpu_mib"] for r in tuned_rows if r.get("peak_gpu_mib")] or [0])
+        mem_h, mem_p = med(best_rows, "peak_gpu_mib"), med(g.get(("pytorch", "tuned"), []), "peak_gpu_mib")
         mem = f"{mem_h:,.0f} / {mem_p:,.0f}" if mem_h and mem_p else "–"
         train_len = best_rows[0]["epoch_seconds"] * best_rows[0]["images_per_second"] if best_rows else None
         epoch = f"{train_len / best:.1f}" if train_len and best else "–"

@@ -215,6 +215,8 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
     if spec.batch_size == 0 || spec.steps == 0 {
         return Err(Error::Invalid("bench needs a batch size and a step count of at least 1".into()));
     }
+    // The heap settings the measurement runs with and reports (a no-op after the binary's own call).
+    let allocator = crate::alloc::tune();
     let mut rig = Rig::new(spec)?;
     let steps = match spec.work {
         Work::ApgdCe => crate::attacks::Apgd::ce(0.0).iterations,
@@ -255,7 +257,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         images_per_second: ips,
         epoch_seconds: train_len(spec.dataset) as f64 / ips,
         threads: tch::get_num_threads() as i64,
-        allocator: crate::alloc::tune().to_string(),
+        allocator: allocator.to_string(),
     })
 }
 

@@ -302,9 +302,12 @@ impl Registry {
         let mut blob_set = std::collections::BTreeSet::new();
         for run in self.runs()? {
             if configs.contains(&run.config_hash) {
-                blob_set.extend(run.checkpoint_hash);
-                blob_set
-                    .extend(run.epochs.iter().filter_map(|e| e.checkpoint_hash).filter(|h| self.blobs().contains(h)));
+                if blobs {
+                    blob_set.extend(run.checkpoint_hash);
+                    blob_set.extend(
+                        run.epochs.iter().filter_map(|e| e.checkpoint_hash).filter(|h| self.blobs().contains(h)),
+                    );
+                }
                 let value = serde_json::to_value(&run)?;
                 write_line(&mut text, "run", &run.key(), &value)?;
                 records += 1;
@@ -320,8 +323,7 @@ impl Registry {
                 records += 1;
             }
         }
-        let blobs: Vec<ContentHash> = if blobs { blob_set.into_iter().collect() } else { Vec::new() };
-        self.finish_bundle(dir, &text, records, &blobs)
+        self.finish_bundle(dir, &text, records, &blob_set.into_iter().collect::<Vec<_>>())
     }
 }
 
