@@ -3,6 +3,7 @@
 
 mod analyze;
 mod attacks;
+mod bench_scripts;
 mod cli;
 mod errors;
 mod extra_data;

@@ -23,8 +23,6 @@ pub(crate) fn in_place(t: &Tensor, f: impl FnOnce(&mut Tensor)) {
     tch::no_grad(|| f(&mut handle));
 }
 
-/// Fan-in of a weight of shape `dims` (`torch.nn.init._calculate_fan_in_and_fan_out`): the
-/// second dimension times the receptive-field size.
 /// ReLU computed in the buffer of `t`, which must be a fresh layer output no other tensor
 /// aliases (a convolution, batch norm, linear or sum result). Saves one activation-sized buffer
 /// per ReLU; autograd is unaffected (ReLU's backward reads its output, and none of those
@@ -33,6 +31,8 @@ pub(crate) fn relu(mut t: Tensor) -> Tensor {
     t.relu_()
 }
 
+/// Fan-in of a weight of shape `dims` (`torch.nn.init._calculate_fan_in_and_fan_out`): the
+/// second dimension times the receptive-field size.
 pub(crate) fn fan_in(dims: &[i64]) -> i64 {
     assert!(dims.len() >= 2, "fan-in needs a weight with at least two dimensions, got {dims:?}");
     dims[1] * dims[2..].iter().product::<i64>()
@@ -296,7 +296,6 @@ pub(crate) mod test_support {
     /// is not interleaved with another test's draws.
     static TORCH_RNG: Mutex<()> = Mutex::new(());
 
-    /// Takes the generator lock (ignoring poisoning by a failed test).
     /// A SmallCNN for MNIST built after seeding libtorch with `seed`, its zero-initialised last
     /// layer given random weights so its outputs (and input gradients) are not constant.
     pub(crate) fn smallcnn_random_head(seed: i64) -> Network {
@@ -309,6 +308,7 @@ pub(crate) mod test_support {
         net
     }
 
+    /// Takes the generator lock (ignoring poisoning by a failed test).
     pub(crate) fn rng_lock() -> MutexGuard<'static, ()> {
         TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -53,8 +53,11 @@ impl SmallCnn {
 impl nn::ModuleT for SmallCnn {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let [c1, c2, c3, c4] = &self.convs;
-        let x = relu(c2.forward(&relu(c1.forward(xs)))).max_pool2d_default(2);
-        let x = relu(c4.forward(&relu(c3.forward(&x)))).max_pool2d_default(2);
+        // ReLU after the pool: max-pooling commutes with the (monotone) ReLU, so values and
+        // input gradients are bit-identical to the reference's ReLU-then-pool, and the ReLU and
+        // its backward touch a quarter of the elements.
+        let x = relu(c2.forward(&relu(c1.forward(xs))).max_pool2d_default(2));
+        let x = relu(c4.forward(&relu(c3.forward(&x))).max_pool2d_default(2));
         let x = x.flatten(1, -1);
         let x = relu(self.fc1.forward(&x)).dropout(DROPOUT, train);
         let x = relu(self.fc2.forward(&x));
@@ -144,6 +147,54 @@ mod tests {
             assert!((s / (bound / 3f64.sqrt()) - 1.0).abs() < 0.05, "{name} std {s}");
             let b = abs_max(&t[&format!("classifier.{name}.bias")]);
             assert!(b <= bound && b > 0.5 * bound);
+        }
+    }
+
+    /// The reference's order (ReLU, then max-pool) written out with functional ops on the
+    /// network's own tensors: logits and input gradients must be bit-identical to the network's
+    /// pool-then-ReLU forward, in both memory formats.
+    #[test]
+    fn relu_after_the_pool_is_bit_identical_to_the_reference_order() {
+        use tch::{Kind, Tensor};
+        let net = {
+            let _guard = crate::models::layers::test_support::rng_lock();
+            crate::models::layers::test_support::smallcnn_random_head(11)
+        };
+        let t = net.named_tensors();
+        tch::no_grad(|| {
+            // Biases of both signs, so that some pooling windows are all negative, some mixed.
+            for i in 1..=4 {
+                let b = &t[&format!("feature_extractor.conv{i}.bias")];
+                b.shallow_clone().copy_(&(b.randn_like() * 0.05));
+            }
+        });
+        let conv = |x: &Tensor, i: usize| {
+            let p = format!("feature_extractor.conv{i}");
+            x.conv2d(&t[&format!("{p}.weight")], Some(&t[&format!("{p}.bias")]), [1, 1], [0, 0], [1, 1], 1)
+        };
+        let fc = |x: &Tensor, name: &str| {
+            x.linear(&t[&format!("classifier.{name}.weight")], Some(&t[&format!("classifier.{name}.bias")]))
+        };
+        let reference = |x: &Tensor| {
+            let x = conv(&conv(x, 1).relu(), 2).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            let x = conv(&conv(&x, 3).relu(), 4).relu().max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+            fc(&fc(&fc(&x.flatten(1, -1), "fc1").relu(), "fc2").relu(), "fc3")
+        };
+        for channels_last in [false, true] {
+            let x = Tensor::rand([16, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+            let x = if channels_last { crate::precision::channels_last(&x) } else { x };
+            let grad = |f: &dyn Fn(&Tensor) -> Tensor| {
+                let xa = x.detach().set_requires_grad(true);
+                let logits = f(&xa);
+                let loss = logits.log_softmax(-1, Kind::Float).select(1, 3).sum(Kind::Float);
+                let g = Tensor::run_backward(&[&loss], &[&xa], false, false).remove(0);
+                (logits.detach(), g)
+            };
+            let (want_logits, want_grad) = grad(&reference);
+            let (got_logits, got_grad) = grad(&|x: &Tensor| net.forward_t(x, false));
+            assert!(got_logits.equal(&want_logits), "logits differ (channels-last {channels_last})");
+            assert!(got_grad.equal(&want_grad), "input gradients differ (channels-last {channels_last})");
+            assert!(abs_max(&got_grad) > 0.0, "the gradient is not all zero");
         }
     }
 

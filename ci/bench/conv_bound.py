@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The fastest a benchmark step can be with libtorch's own convolution and matmul kernels
+(issue 9): the sum, over every convolution and linear layer the step runs, of that kernel's
+measured time at the step's shapes, with nothing else (no ReLU, pooling, BatchNorm, loss,
+projection, allocation or autograd bookkeeping). Any implementation that calls these kernels —
+the harness and PyTorch eager both do — needs at least this long, so
+
+    ceiling = batch / bound            (images/s)
+    ceiling / PyTorch reference        the largest speed-up over the reference these kernels allow
+
+Each kernel is timed in both memory formats (NCHW, channels-last) and the faster counts, which
+keeps the bound a bound even for an implementation that picks its layout per layer.
+
+Passes per step, with K inner steps (as `infoat bench` and ci/bench/pytorch_peer.py do the work):
+  pgd     K x (forward + input gradient through every layer)
+  at      pgd + one forward + a backward for weights (input gradient of all but the first layer)
+  trades  one clean forward + K x (forward + input gradient) + two forwards (natural and
+          adversarial pass) + two backwards for weights
+  infoat  as trades (its outer loss also has a natural and an adversarial pass)
+
+    conv_bound.py --arch smallcnn --dataset mnist --batch-size 128 --threads 2
+    conv_bound.py --arch resnet18 --dataset cifar10 --batch-size 16 --threads 2 \\
+        --results docs/cpu/2026-11-26-dev-vm-heap/throughput.jsonl
+
+With --results (the raw lines of ci/bench/run), each work's ceiling is set beside the PyTorch
+reference, the tuned peer and the harness's best layout measured there (fp32 rows).
+Prints a table on stderr and one JSON object per work on stdout. CPU only; needs only torch.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from pytorch_peer import SHAPES, build  # noqa: E402
+
+WORKS = ("pgd", "at", "trades", "infoat")
+
+
+def layer_shapes(model, x):
+    """(module, input shape) of every Conv2d and Linear, in the order the forward pass runs them."""
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape))))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def kernels(m, shape):
+    """(pass, memory format, callable) for the forward, input-gradient and weight (+ bias)
+    gradient kernels of layer `m` at input `shape`, in both memory formats for a convolution."""
+    out = []
+    formats = [torch.contiguous_format, torch.channels_last] if isinstance(m, nn.Conv2d) else [None]
+    for fmt in formats:
+        x = torch.rand(shape)
+        w = m.weight.detach().clone()
+        b = None if m.bias is None else m.bias.detach().clone()
+        if isinstance(m, nn.Conv2d):
+            # `.to`, not `.contiguous`: a one-channel tensor is contiguous in both formats, and only
+            # `.to` gives it the channels-last strides that select the channels-last kernels.
+            x, w = x.to(memory_format=fmt), w.to(memory_format=fmt)
+            args = (m.stride, m.padding, m.dilation, False, [0, 0], m.groups)
+            g = torch.rand_like(F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups))
+            bias_sizes = None if b is None else [b.shape[0]]
+            out += [
+                ("forward", fmt, lambda x=x, w=w, b=b: F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups)),
+                ("input_grad", fmt, lambda g=g, x=x, w=w, a=args, bs=bias_sizes: torch.ops.aten.convolution_backward(
+                    g, x, w, bs, *a, [True, False, False])),
+                ("weight_grad", fmt, lambda g=g, x=x, w=w, a=args, bs=bias_sizes, b=b: torch.ops.aten.convolution_backward(
+                    g, x, w, bs, *a, [False, True, b is not None])),
+            ]
+        else:
+            g = torch.rand(shape[0], m.out_features)
+            out += [
+                ("forward", fmt, lambda x=x, w=w, b=b: F.linear(x, w, b)),
+                ("input_grad", fmt, lambda g=g, w=w: g.mm(w)),
+                ("weight_grad", fmt, lambda g=g, x=x: (g.t().mm(x), g.sum(0))),
+            ]
+    return out
+
+
+def kernel_times(shapes, rounds, calls):
+    """Per layer, seconds for its forward, input gradient and weight gradient: for each kernel
+    the fastest of `rounds` means of `calls` calls, the faster memory format counting. Rounds
+    visit every kernel in turn, so a slow spell of the machine costs one round, not one kernel;
+    the minimum keeps the sum a lower bound on a machine whose timings drift."""
+    ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, _fmt, fn in kernels(m, s)]
+    best = [{} for _ in shapes]
+    with torch.no_grad():
+        for _i, _name, fn in ops:
+            for _ in range(3):
+                fn()
+        for _ in range(rounds):
+            for i, name, fn in ops:
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                t = (time.perf_counter() - t0) / calls
+                best[i][name] = min(best[i].get(name, t), t)
+    return best
+
+
+def bound(layers, work, k):
+    """Seconds of kernel time one step of `work` needs at least (see the module doc)."""
+    fwd = sum(t["forward"] for t in layers)
+    dgrad_all = sum(t["input_grad"] for t in layers)
+    dgrad_inner = dgrad_all - layers[0]["input_grad"]
+    wgrad = sum(t["weight_grad"] for t in layers)
+    attack = k * (fwd + dgrad_all)
+    if work == "pgd":
+        return attack
+    if work == "at":
+        return attack + fwd + dgrad_inner + wgrad
+    return fwd + attack + 2 * (fwd + dgrad_inner + wgrad)
+
+
+def measured(results, arch, dataset, batch, work):
+    """images/s of the PyTorch reference, tuned peer and the harness's best layout in the
+    fp32 rows of a ci/bench/run results file (medians when there are several rounds)."""
+    rows = {}
+    with open(results) as f:
+        for line in f:
+            r = json.loads(line)
+            if (r.get("arch"), r.get("dataset"), r.get("batch_size"), r.get("precision")) != (arch, dataset, batch, "fp32"):
+                continue
+            rw = r.get("work")
+            if work == "pgd" and rw != "pgd":
+                continue
+            if work != "pgd" and (rw != "train_step" or r.get("method") != work):
+                continue
+            if r.get("impl") == "pytorch":
+                who = r.get("variant") + ("" if r.get("heap", "default") == "default" else " + heap")
+            else:
+                who = "harness channels-last" if r.get("channels_last") else "harness NCHW"
+            rows.setdefault(who, []).append(r["images_per_second"])
+    out = {who: statistics.median(v) for who, v in rows.items()}
+    layouts = [v for who, v in out.items() if who.startswith("harness ")]
+    if layouts:
+        out["harness"] = max(layouts)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="smallcnn")
+    ap.add_argument("--dataset", default="mnist", choices=sorted(SHAPES))
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--inner-steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
+    ap.add_argument("--repeats", type=int, default=7,
+                    help="rounds over all kernels (per kernel the fastest round counts)")
+    ap.add_argument("--calls", type=int, default=10, help="calls per repeat")
+    ap.add_argument("--results", help="ci/bench/run raw lines (throughput.jsonl) to compare against")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    c, h, w, k, _eps, _n = SHAPES[a.dataset]
+    model = build(a.arch, c, k).eval()
+    shapes = layer_shapes(model, torch.rand(a.batch_size, c, h, w))
+    layers = kernel_times(shapes, a.repeats, a.calls)
+    print(f"{a.arch} {a.dataset} batch {a.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}: "
+          f"{len(layers)} conv/linear layers; per pass forward {1e3 * sum(t['forward'] for t in layers):.2f} ms, "
+          f"input gradient {1e3 * sum(t['input_grad'] for t in layers):.2f} ms, "
+          f"weight gradient {1e3 * sum(t['weight_grad'] for t in layers):.2f} ms", file=sys.stderr)
+    for work in WORKS:
+        secs = bound(layers, work, a.inner_steps)
+        ceiling = a.batch_size / secs
+        out = {"arch": a.arch, "dataset": a.dataset, "batch_size": a.batch_size, "work": work,
+               "inner_steps": a.inner_steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "bound_ms_per_step": 1e3 * secs, "ceiling_images_per_second": ceiling}
+        line = f"  {work:7s} bound {1e3 * secs:8.1f} ms/step  ceiling {ceiling:8.1f} images/s"
+        if a.results:
+            got = measured(a.results, a.arch, a.dataset, a.batch_size, work)
+            out["measured_images_per_second"] = got
+            if "reference" in got:
+                out["ceiling_over_reference"] = ceiling / got["reference"]
+                line += f"  = {ceiling / got['reference']:.2f}x the reference ({got['reference']:.0f})"
+            if "tuned" in got:
+                line += f", {ceiling / got['tuned']:.2f}x tuned ({got['tuned']:.0f})"
+            if "harness" in got:
+                out["harness_share_of_ceiling"] = got["harness"] / ceiling
+                line += f"; harness {got['harness']:.0f} = {100 * got['harness'] / ceiling:.0f} % of it"
+        print(line, file=sys.stderr)
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
