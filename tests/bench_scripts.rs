@@ -20,29 +20,68 @@ fn script(name: &str, args: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-fn pytorch_peer_times_a_pgd_step() {
-    let lines = script(
-        "pytorch_peer.py",
-        &[
-            "--arch",
-            "smallcnn",
-            "--work",
-            "pgd",
-            "--batch-size",
-            "4",
-            "--warmup",
-            "0",
-            "--steps",
-            "1",
-            "--threads",
-            "1",
-        ],
-    );
+fn pytorch_peer_times_and_profiles_a_pgd_step() {
+    let args = "--arch smallcnn --work pgd --batch-size 4 --warmup 0 --steps 1 --threads 1 --profile";
+    let lines = script("pytorch_peer.py", &args.split(' ').collect::<Vec<_>>());
     assert_eq!(lines.len(), 1);
     let r = &lines[0];
     assert_eq!(r["work"], "pgd");
     assert_eq!(r["batch_size"], 4);
     assert!(r["images_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    // On the CPU the profile names the ops with most self time; 10 attack steps each run the
+    // four convolutions forward and backward.
+    let p = &r["profile"];
+    assert!(p.get("error").is_none(), "{p}");
+    let top = p["top"].as_array().unwrap();
+    let calls = |op: &str| top.iter().find(|t| t["op"] == op).map(|t| t["calls"].as_i64().unwrap());
+    assert_eq!(calls("aten::convolution_backward"), Some(40), "{p}");
+    let shares: f64 = top.iter().map(|t| t["share"].as_f64().unwrap()).sum();
+    assert!(shares > 0.3 && shares <= 1.0 + 1e-9, "{p}");
+}
+
+#[test]
+fn pytorch_peer_refuses_a_cuda_graph_on_the_cpu() {
+    let out = std::process::Command::new(torch_python())
+        .arg(repo_root().join("ci/bench/pytorch_peer.py"))
+        .args(["--graph", "--steps", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--graph needs --device cuda"), "{err}");
+}
+
+/// summarize.py renders the CUDA-graph and profile sections that ci/gpu-check's new steps
+/// produce (rows written here in the scripts' own format).
+#[test]
+fn summarize_renders_graph_and_profile_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |extra: Value| {
+        let mut r = serde_json::json!({"arch": "resnet18", "dataset": "cifar10", "method": "at",
+            "work": "train_step", "batch_size": 128, "precision": "bf16", "ms_per_step": 48.0,
+            "channels_last": true});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        r.to_string()
+    };
+    let eager = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0}));
+    let graph = row(serde_json::json!({"impl": "pytorch", "variant": "tuned+graph", "images_per_second": 3600.0}));
+    let harness = row(serde_json::json!({"images_per_second": 2640.0, "epoch_seconds": 18.9}));
+    std::fs::write(dir.path().join("throughput.jsonl"), format!("{eager}\n{graph}\n{harness}\n")).unwrap();
+    let profiled = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0,
+        "profile": {"device_events": 5000, "device_busy_ms": 20.0, "device_span_ms": 40.0, "ms_per_step": 48.0,
+                    "device_busy_fraction": 0.4166, "mean_event_us": 4.0}}));
+    std::fs::write(dir.path().join("profile.jsonl"), format!("{profiled}\n")).unwrap();
+    let out = std::process::Command::new(torch_python())
+        .arg(repo_root().join("ci/bench/summarize.py"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8(out.stdout).unwrap();
+    let graph_row = "| train_step | resnet18 | at | 128 | bf16 | tuned | 3,600 | 2,400 | 1.50 | 2,640 | 0.73 |";
+    assert!(md.contains(graph_row), "{md}");
+    let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";
+    assert!(md.contains(profile_row), "{md}");
 }
 
 #[test]

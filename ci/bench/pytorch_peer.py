@@ -55,6 +55,7 @@ import time
 import warnings
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+warnings.filterwarnings("ignore", message=".*Profiler clears events")
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -209,11 +210,15 @@ class Peer:
         self.tuned, self.fmt, self.precision = tuned, fmt, precision
         self.params = list(model.parameters())
         self.counts = {"attacks": 0, "entered": 0, "forward": 0, "forward_backward": 0}
+        # The PGD attack as a captured CUDA graph and its output (`capture_pgd`), replayed by `pgd`.
+        self.graphed, self.capturing = None, False
 
     def autocast(self):
         dev = self.x.device.type
         if self.precision == "bf16":
-            return torch.autocast(device_type=dev, dtype=torch.bfloat16)
+            # A CUDA graph capture must not use autocast's weight-cast cache (PyTorch's CUDA-graph
+            # notes); eager runs keep it, as users run it.
+            return torch.autocast(device_type=dev, dtype=torch.bfloat16, cache_enabled=not self.capturing)
         return torch.autocast(device_type=dev, enabled=False)
 
     def logits(self, inp):
@@ -268,9 +273,32 @@ class Peer:
         return x_adv.detach()
 
     def pgd(self):
-        """The inner maximisation alone (the harness's `Rig::pgd`): CE, uniform start."""
+        """The inner maximisation alone (the harness's `Rig::pgd`): CE, uniform start; a replay
+        of the captured graph once `capture_pgd` ran."""
+        if self.graphed is not None:
+            graph, x_adv = self.graphed
+            graph.replay()
+            return x_adv
         y = self.y
         return self.ascend("uniform", lambda z: ce(z, y).sum())
+
+    def capture_pgd(self):
+        """Captures the whole PGD attack (random start, every forward, input gradient, step and
+        projection) in one CUDA graph, after PyTorch's recipe (warm-up on a side stream, then
+        `torch.cuda.graph`): each later `pgd` is one graph launch instead of some thousand
+        kernel launches. x and y stay where they are; a training loop would copy each batch
+        into them. The random start is drawn anew at every replay (graph-safe generator)."""
+        self.capturing = True  # autocast without its cache (see `autocast`)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.ascend("uniform", lambda z: ce(z, self.y).sum())
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            x_adv = self.ascend("uniform", lambda z: ce(z, self.y).sum())
+        self.graphed, self.capturing = (graph, x_adv), False
 
     def natural_fixed(self):
         """p(x) for the inner problem: an eval-mode pass without gradient."""
@@ -448,6 +476,14 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed steps, run one more under torch.profiler and add where its time "
+                         "went: on CUDA the kernels' summed time against the step's wall time (how busy the "
+                         "GPU is; low means launch-bound), on the CPU the ops with most self time")
+    ap.add_argument("--graph", action="store_true",
+                    help="CUDA only, --work pgd or --method at: capture the PGD attack in one CUDA graph "
+                         "and replay it each step (the outer training pass stays eager); reported as "
+                         "variant VARIANT+graph")
     ap.add_argument("--work", default="train-step", choices=["train-step", "pgd", "apgd-ce"],
                     help="a whole training step of --method, the inner PGD maximisation alone, or one "
                          "APGD-CE attack on the batch")
@@ -471,6 +507,12 @@ def main():
     x = torch.rand(a.batch_size, c, h, w, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(k, (a.batch_size,), device=dev)
     peer = Peer(model, x, y, eps, a.inner_steps, a.apgd_iterations, tuned, fmt, a.precision)
+    if a.graph:
+        if not cuda:
+            raise SystemExit("--graph needs --device cuda (CUDA graphs)")
+        if a.work == "apgd-ce" or (a.work == "train-step" and a.method != "at"):
+            raise SystemExit("--graph captures the PGD attack: use it with --work pgd or --method at")
+        peer.capture_pgd()
 
     def train_step():
         if a.work == "pgd":
@@ -502,7 +544,7 @@ def main():
     secs = time.perf_counter() - t0
     ips = a.batch_size * a.steps / secs
     out = {
-        "impl": "pytorch", "variant": a.variant, "arch": a.arch, "dataset": a.dataset, "method": a.method,
+        "impl": "pytorch", "variant": a.variant + ("+graph" if a.graph else ""), "arch": a.arch, "dataset": a.dataset, "method": a.method,
         "work": a.work.replace("-", "_"),
         "inner_steps": a.apgd_iterations if a.work == "apgd-ce" else a.inner_steps, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",
@@ -521,7 +563,37 @@ def main():
     if cuda:
         out["max_memory_allocated_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         out["max_memory_reserved_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
+    if a.profile:
+        out["profile"] = profile_step(train_step, sync, cuda, 1e3 * secs / a.steps)
     print(json.dumps(out))
+
+
+def profile_step(step, sync, cuda, ms_per_step):
+    """Where one more step's time goes, under torch.profiler. On CUDA: the number of kernels (and
+    copies) the device ran and their summed time, against the unprofiled ms per step — the share
+    of the step the GPU is busy. On the CPU: the ops with most self time and their shares.
+    Errors are reported in the result, not raised: the timing above stands without it."""
+    from torch.profiler import ProfilerActivity, profile
+    try:
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            step()
+            sync()
+        if cuda:
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            busy_ms = sum(e.time_range.elapsed_us() for e in kernels) / 1e3
+            span_ms = (max(e.time_range.end for e in kernels) - min(e.time_range.start for e in kernels)) / 1e3 \
+                if kernels else 0.0
+            return {"device_events": len(kernels), "device_busy_ms": busy_ms, "device_span_ms": span_ms,
+                    "ms_per_step": ms_per_step, "device_busy_fraction": busy_ms / ms_per_step,
+                    "mean_event_us": 1e3 * busy_ms / max(len(kernels), 1)}
+        avg = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in avg) or 1.0
+        top = sorted(avg, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+        return {"ops": sum(e.count for e in avg), "self_cpu_ms": total / 1e3,
+                "top": [{"op": e.key, "calls": e.count, "share": e.self_cpu_time_total / total} for e in top]}
+    except Exception as e:  # noqa: BLE001 - reported, see the docstring
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 if __name__ == "__main__":

@@ -86,6 +86,60 @@ def throughput(rows):
     print()
 
 
+def graphed(rows):
+    """PyTorch with the PGD attack captured in one CUDA graph (pytorch_peer.py --graph) beside
+    PyTorch eager (tuned) and the harness's best layout on the same work."""
+    g_rows = [r for r in rows if r.get("impl") == "pytorch" and r.get("variant", "").endswith("+graph")]
+    if not g_rows:
+        return
+    print("## PyTorch with the attack in a CUDA graph (images/s)\n")
+    print("`pytorch_peer.py --graph`: the whole PGD attack captured once and replayed each step; the "
+          "outer training pass stays eager. Medians over the runs.\n")
+    print("| work | arch | method | batch | precision | variant | graphed | PyTorch same variant, eager | "
+          "× eager | harness best | harness / graphed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    key = lambda r: (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
+    for k in dict.fromkeys(key(r) for r in g_rows):
+        for variant in dict.fromkeys(r["variant"] for r in g_rows if key(r) == k):
+            base = variant[: -len("+graph")]
+            same = [r for r in rows if key(r) == k]
+            ips = lambda rs: median([r["images_per_second"] for r in rs]) if rs else None
+            gv = ips([r for r in same if r.get("variant") == variant])
+            eager = ips([r for r in same if r.get("impl") == "pytorch" and r.get("variant") == base
+                         and r.get("heap", "default") == "default"])
+            harness = [r for r in same if r.get("impl", "harness") != "pytorch"]
+            best = max([ips([r for r in harness if r["channels_last"] == cl]) or 0 for cl in (False, True)],
+                       default=0) or None
+            f = lambda v: f"{v:,.0f}" if v else "–"
+            q = lambda a, b: f"{a / b:.2f}" if a and b else "–"
+            print(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]} | {base} | {f(gv)} | {f(eager)} | {q(gv, eager)} | "
+                  f"{f(best)} | {q(best, gv)} |")
+    print()
+
+
+def profiles(rows):
+    """How busy the device is during a step (pytorch_peer.py --profile on CUDA)."""
+    rows = [r for r in rows if isinstance(r.get("profile"), dict)]
+    if not rows:
+        return
+    print("## Where a step's time goes (PyTorch, torch.profiler)\n")
+    print("Device events: kernels and copies the GPU ran in one profiled step; busy: their summed time; "
+          "busy share: busy / the unprofiled ms per step (low: the step waits on kernel launches).\n")
+    print("| work | arch | batch | precision | variant | ms/step | device events | busy ms | busy share | "
+          "mean event µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        p = r["profile"]
+        if "error" in p:
+            print(f"| {r.get('work')} | {r['arch']} | {r['batch_size']} | {r['precision']} | {r.get('variant')} | "
+                  f"{r['ms_per_step']:.1f} | profile failed: {p['error']} | | | |")
+        elif "device_events" in p:
+            print(f"| {r.get('work')} | {r['arch']} | {r['batch_size']} | {r['precision']} | {r.get('variant')} | "
+                  f"{r['ms_per_step']:.1f} | {p['device_events']:,} | {p['device_busy_ms']:.1f} | "
+                  f"{100 * p['device_busy_fraction']:.0f} % | {p['mean_event_us']:.1f} |")
+    print()
+
+
 def main():
     d = sys.argv[1]
     print(f"# Results in {d}\n")
@@ -109,6 +163,8 @@ def main():
     rows = load(os.path.join(d, "throughput.jsonl"))
     if rows:
         throughput(rows)
+        graphed(rows)
+    profiles(load(os.path.join(d, "profile.jsonl")))
 
     mb = load(os.path.join(d, "max_batch.jsonl"))
     if mb:
