@@ -544,7 +544,8 @@ def main():
     secs = time.perf_counter() - t0
     ips = a.batch_size * a.steps / secs
     out = {
-        "impl": "pytorch", "variant": a.variant + ("+graph" if a.graph else ""), "arch": a.arch, "dataset": a.dataset, "method": a.method,
+        "impl": "pytorch", "variant": a.variant + ("+graph" if a.graph else ""), "arch": a.arch,
+        "dataset": a.dataset, "method": a.method,
         "work": a.work.replace("-", "_"),
         "inner_steps": a.apgd_iterations if a.work == "apgd-ce" else a.inner_steps, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",
