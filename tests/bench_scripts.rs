@@ -2,18 +2,11 @@
 //! times a step, and the kernel-ceiling script orders the works and reads a committed results
 //! file. Tiny settings: these check the scripts, not the machine.
 
-use infoat_tests::{repo_root, torch_python};
+use infoat_tests::{repo_python, repo_root, run_repo_python};
 use serde_json::Value;
 
 fn script(name: &str, args: &[&str]) -> Vec<Value> {
-    let out = std::process::Command::new(torch_python())
-        .arg(repo_root().join("ci/bench").join(name))
-        .args(args)
-        .output()
-        .expect("run the script with the torch venv's python");
-    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
+    run_repo_python(&format!("ci/bench/{name}"), args)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} printed a non-JSON line {l:?}: {e}")))
         .collect()
@@ -41,11 +34,7 @@ fn pytorch_peer_times_and_profiles_a_pgd_step() {
 
 #[test]
 fn pytorch_peer_refuses_a_cuda_graph_on_the_cpu() {
-    let out = std::process::Command::new(torch_python())
-        .arg(repo_root().join("ci/bench/pytorch_peer.py"))
-        .args(["--graph", "--steps", "1"])
-        .output()
-        .unwrap();
+    let out = repo_python("ci/bench/pytorch_peer.py").args(["--graph", "--steps", "1"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--graph needs --device cuda"), "{err}");
@@ -71,13 +60,7 @@ fn summarize_renders_graph_and_profile_sections() {
         "profile": {"device_events": 5000, "device_busy_ms": 20.0, "device_span_ms": 40.0, "ms_per_step": 48.0,
                     "device_busy_fraction": 0.4166, "mean_event_us": 4.0}}));
     std::fs::write(dir.path().join("profile.jsonl"), format!("{profiled}\n")).unwrap();
-    let out = std::process::Command::new(torch_python())
-        .arg(repo_root().join("ci/bench/summarize.py"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let md = String::from_utf8(out.stdout).unwrap();
+    let md = run_repo_python("ci/bench/summarize.py", &[dir.path().to_str().unwrap()]);
     let graph_row = "| train_step | resnet18 | at | 128 | bf16 | tuned | 3,600 | 2,400 | 1.50 | 2,640 | 0.73 |";
     assert!(md.contains(graph_row), "{md}");
     let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";

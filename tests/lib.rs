@@ -98,6 +98,22 @@ pub fn torch_python() -> PathBuf {
     py
 }
 
+/// A command running the repository's Python script `script` (a path from the repository root)
+/// with the torch venv's interpreter ([`torch_python`]).
+pub fn repo_python(script: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(torch_python());
+    c.arg(repo_root().join(script));
+    c
+}
+
+/// Runs [`repo_python`] with `args`, asserts that it succeeded (its stderr in the message) and
+/// returns its stdout.
+pub fn run_repo_python(script: &str, args: &[&str]) -> String {
+    let out = repo_python(script).args(args).output().unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     // The runtime value first (cargo sets it when running tests): the compile-time one is stale

@@ -2,16 +2,10 @@
 //! the reference SmallCNN must load our checkpoints with `load_state_dict(strict=True)` and
 //! agree on accuracy, and its seeded initialisation must hash to our golden initial digest.
 
-use infoat_tests::{infoat, mnist_dir, repo_root, stdout_json, tiny_config, torch_python};
+use infoat_tests::{infoat, mnist_dir, repo_root, run_repo_python, stdout_json, tiny_config};
 
 fn peer(args: &[&str]) -> String {
-    let out = std::process::Command::new(torch_python())
-        .arg(repo_root().join("ci/peers/pytorch_reference.py"))
-        .args(args)
-        .output()
-        .expect("run the PyTorch peer");
-    assert!(out.status.success(), "peer failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    run_repo_python("ci/peers/pytorch_reference.py", args)
 }
 
 #[test]

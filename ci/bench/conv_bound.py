@@ -29,7 +29,6 @@ Prints a table on stderr and one JSON object per work on stdout. CPU only; needs
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 import warnings
@@ -40,6 +39,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from pytorch_peer import SHAPES, build  # noqa: E402
+from summarize import impl_kind, load, median  # noqa: E402
 
 WORKS = ("pgd", "at", "trades", "infoat")
 
@@ -57,8 +57,8 @@ def layer_shapes(model, x):
 
 
 def kernels(m, shape):
-    """(pass, memory format, callable) for the forward, input-gradient and weight (+ bias)
-    gradient kernels of layer `m` at input `shape`, in both memory formats for a convolution."""
+    """(pass, callable) for the forward, input-gradient and weight (+ bias) gradient kernels of
+    layer `m` at input `shape`, in both memory formats for a convolution."""
     out = []
     formats = [torch.contiguous_format, torch.channels_last] if isinstance(m, nn.Conv2d) else [None]
     for fmt in formats:
@@ -70,21 +70,25 @@ def kernels(m, shape):
             # `.to` gives it the channels-last strides that select the channels-last kernels.
             x, w = x.to(memory_format=fmt), w.to(memory_format=fmt)
             args = (m.stride, m.padding, m.dilation, False, [0, 0], m.groups)
-            g = torch.rand_like(F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups))
             bias_sizes = None if b is None else [b.shape[0]]
+
+            def forward(x=x, w=w, b=b):
+                return F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups)
+
+            def backward(mask, g=torch.rand_like(forward()), x=x, w=w, bs=bias_sizes, a=args):
+                return torch.ops.aten.convolution_backward(g, x, w, bs, *a, mask)
+
             out += [
-                ("forward", fmt, lambda x=x, w=w, b=b: F.conv2d(x, w, b, m.stride, m.padding, m.dilation, m.groups)),
-                ("input_grad", fmt, lambda g=g, x=x, w=w, a=args, bs=bias_sizes: torch.ops.aten.convolution_backward(
-                    g, x, w, bs, *a, [True, False, False])),
-                ("weight_grad", fmt, lambda g=g, x=x, w=w, a=args, bs=bias_sizes, b=b: torch.ops.aten.convolution_backward(
-                    g, x, w, bs, *a, [False, True, b is not None])),
+                ("forward", forward),
+                ("input_grad", lambda bw=backward: bw([True, False, False])),
+                ("weight_grad", lambda bw=backward, b=b: bw([False, True, b is not None])),
             ]
         else:
             g = torch.rand(shape[0], m.out_features)
             out += [
-                ("forward", fmt, lambda x=x, w=w, b=b: F.linear(x, w, b)),
-                ("input_grad", fmt, lambda g=g, w=w: g.mm(w)),
-                ("weight_grad", fmt, lambda g=g, x=x: (g.t().mm(x), g.sum(0))),
+                ("forward", lambda x=x, w=w, b=b: F.linear(x, w, b)),
+                ("input_grad", lambda g=g, w=w: g.mm(w)),
+                ("weight_grad", lambda g=g, x=x: (g.t().mm(x), g.sum(0))),
             ]
     return out
 
@@ -94,7 +98,7 @@ def kernel_times(shapes, rounds, calls):
     the fastest of `rounds` means of `calls` calls, the faster memory format counting. Rounds
     visit every kernel in turn, so a slow spell of the machine costs one round, not one kernel;
     the minimum keeps the sum a lower bound on a machine whose timings drift."""
-    ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, _fmt, fn in kernels(m, s)]
+    ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, fn in kernels(m, s)]
     best = [{} for _ in shapes]
     with torch.no_grad():
         for _i, _name, fn in ops:
@@ -124,26 +128,25 @@ def bound(layers, work, k):
     return fwd + attack + 2 * (fwd + dgrad_inner + wgrad)
 
 
-def measured(results, arch, dataset, batch, work):
+# `summarize.impl_kind` columns under the names this script reports them by.
+WHO = {("harness", "nchw"): "harness NCHW", ("harness", "cl"): "harness channels-last"}
+
+
+def measured(rows, arch, dataset, batch, work):
     """images/s of the PyTorch reference, tuned peer and the harness's best layout in the
     fp32 rows of a ci/bench/run results file (medians when there are several rounds)."""
-    rows = {}
-    with open(results) as f:
-        for line in f:
-            r = json.loads(line)
-            if (r.get("arch"), r.get("dataset"), r.get("batch_size"), r.get("precision")) != (arch, dataset, batch, "fp32"):
-                continue
-            rw = r.get("work")
-            if work == "pgd" and rw != "pgd":
-                continue
-            if work != "pgd" and (rw != "train_step" or r.get("method") != work):
-                continue
-            if r.get("impl") == "pytorch":
-                who = r.get("variant") + ("" if r.get("heap", "default") == "default" else " + heap")
-            else:
-                who = "harness channels-last" if r.get("channels_last") else "harness NCHW"
-            rows.setdefault(who, []).append(r["images_per_second"])
-    out = {who: statistics.median(v) for who, v in rows.items()}
+    cols = {}
+    for r in rows:
+        if (r.get("arch"), r.get("dataset"), r.get("batch_size"), r.get("precision")) != (arch, dataset, batch, "fp32"):
+            continue
+        rw = r.get("work")
+        if work == "pgd" and rw != "pgd":
+            continue
+        if work != "pgd" and (rw != "train_step" or r.get("method") != work):
+            continue
+        kind = impl_kind(r)
+        cols.setdefault(WHO.get(kind, kind[1].replace("+heap", " + heap")), []).append(r["images_per_second"])
+    out = {who: median(v) for who, v in cols.items()}
     layouts = [v for who, v in out.items() if who.startswith("harness ")]
     if layouts:
         out["harness"] = max(layouts)
@@ -162,6 +165,8 @@ def main():
     ap.add_argument("--calls", type=int, default=10, help="calls per repeat")
     ap.add_argument("--results", help="ci/bench/run raw lines (throughput.jsonl) to compare against")
     a = ap.parse_args()
+    if a.results and not os.path.exists(a.results):
+        ap.error(f"--results {a.results}: no such file (the throughput.jsonl ci/bench/run writes)")
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -169,6 +174,7 @@ def main():
     model = build(a.arch, c, k).eval()
     shapes = layer_shapes(model, torch.rand(a.batch_size, c, h, w))
     layers = kernel_times(shapes, a.repeats, a.calls)
+    results = load(a.results) if a.results else None
     print(f"{a.arch} {a.dataset} batch {a.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}: "
           f"{len(layers)} conv/linear layers; per pass forward {1e3 * sum(t['forward'] for t in layers):.2f} ms, "
           f"input gradient {1e3 * sum(t['input_grad'] for t in layers):.2f} ms, "
@@ -180,8 +186,8 @@ def main():
                "inner_steps": a.inner_steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
                "bound_ms_per_step": 1e3 * secs, "ceiling_images_per_second": ceiling}
         line = f"  {work:7s} bound {1e3 * secs:8.1f} ms/step  ceiling {ceiling:8.1f} images/s"
-        if a.results:
-            got = measured(a.results, a.arch, a.dataset, a.batch_size, work)
+        if results is not None:
+            got = measured(results, a.arch, a.dataset, a.batch_size, work)
             out["measured_images_per_second"] = got
             if "reference" in got:
                 out["ceiling_over_reference"] = ceiling / got["reference"]

@@ -279,6 +279,10 @@ class Peer:
             graph, x_adv = self.graphed
             graph.replay()
             return x_adv
+        return self.pgd_eager()
+
+    def pgd_eager(self):
+        """PGD on the summed CE from a uniform start, op by op."""
         y = self.y
         return self.ascend("uniform", lambda z: ce(z, y).sum())
 
@@ -293,11 +297,11 @@ class Peer:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):
-                self.ascend("uniform", lambda z: ce(z, self.y).sum())
+                self.pgd_eager()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            x_adv = self.ascend("uniform", lambda z: ce(z, self.y).sum())
+            x_adv = self.pgd_eager()
         self.graphed, self.capturing = (graph, x_adv), False
 
     def natural_fixed(self):

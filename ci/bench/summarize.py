@@ -31,7 +31,41 @@ def impl_kind(r):
     return ("harness", "cl" if r["channels_last"] else "nchw")
 
 
-def throughput(rows):
+def grouped(rows):
+    """Rows by (work, arch, method, batch, precision), then by column ([`impl_kind`])."""
+    groups = {}
+    for r in rows:
+        key = (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
+        groups.setdefault(key, {}).setdefault(impl_kind(r), []).append(r)
+    return groups
+
+
+def med(rs, field):
+    """Median of `field` over the rows that have it; None when none does."""
+    vals = [r[field] for r in rs if r.get(field)]
+    return median(vals) if vals else None
+
+
+def ips_of(g, kind):
+    """Median images/s of column `kind` in group `g`."""
+    return med(g.get(kind, []), "images_per_second")
+
+
+def harness_best(g):
+    """The harness's NCHW and channels-last medians in group `g`, and the better of the two."""
+    nchw, cl = ips_of(g, ("harness", "nchw")), ips_of(g, ("harness", "cl"))
+    return nchw, cl, max([v for v in (nchw, cl) if v], default=None)
+
+
+def fmt(v):
+    return f"{v:,.0f}" if v else "–"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a and b else "–"
+
+
+def throughput(groups):
     """One row per (work, arch, method, batch, precision); each cell the median images/s over
     the rounds that measured it (ci/bench/run alternates the implementations in every round)."""
     print("## Throughput (images/s)\n")
@@ -46,28 +80,8 @@ def throughput(rows):
           "PyTorch tuned | PyTorch tuned + heap | × reference | × tuned | × tuned + heap | epoch s (best harness) | "
           "peak GPU MiB harness / PyTorch |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    groups = {}
-    for r in rows:
-        key = (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
-        groups.setdefault(key, {}).setdefault(impl_kind(r), []).append(r)
-
-    def med(rs, field):
-        """Median of `field` over the rows that have it; None when none does."""
-        vals = [r[field] for r in rs if r.get(field)]
-        return median(vals) if vals else None
-
-    def ips_of(g, k):
-        return med(g.get(k, []), "images_per_second")
-
-    def fmt(v):
-        return f"{v:,.0f}" if v else "–"
-
-    def ratio(a, b):
-        return f"{a / b:.2f}" if a and b else "–"
-
     for (work, arch, method, batch, prec), g in groups.items():
-        nchw, cl = ips_of(g, ("harness", "nchw")), ips_of(g, ("harness", "cl"))
-        best = max([v for v in (nchw, cl) if v], default=None)
+        nchw, cl, best = harness_best(g)
         ref, tuned = ips_of(g, ("pytorch", "reference")), ips_of(g, ("pytorch", "tuned"))
         heap = ips_of(g, ("pytorch", "tuned+heap"))
         x_ref = ratio(best, ref)
@@ -86,11 +100,12 @@ def throughput(rows):
     print()
 
 
-def graphed(rows):
+def graphed(groups):
     """PyTorch with the PGD attack captured in one CUDA graph (pytorch_peer.py --graph) beside
-    PyTorch eager (tuned) and the harness's best layout on the same work."""
-    g_rows = [r for r in rows if r.get("impl") == "pytorch" and r.get("variant", "").endswith("+graph")]
-    if not g_rows:
+    PyTorch eager in the same variant and the harness's best layout on the same work."""
+    cells = [(key, g, kind) for key, g in groups.items() for kind in g
+             if kind[0] == "pytorch" and kind[1].endswith("+graph")]
+    if not cells:
         return
     print("## PyTorch with the attack in a CUDA graph (images/s)\n")
     print("`pytorch_peer.py --graph`: the whole PGD attack captured once and replayed each step; the "
@@ -98,22 +113,11 @@ def graphed(rows):
     print("| work | arch | method | batch | precision | variant | graphed | PyTorch same variant, eager | "
           "× eager | harness best | harness / graphed |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    key = lambda r: (r.get("work", "train_step"), r["arch"], r.get("method", "at"), r["batch_size"], r["precision"])
-    for k in dict.fromkeys(key(r) for r in g_rows):
-        for variant in dict.fromkeys(r["variant"] for r in g_rows if key(r) == k):
-            base = variant[: -len("+graph")]
-            same = [r for r in rows if key(r) == k]
-            ips = lambda rs: median([r["images_per_second"] for r in rs]) if rs else None
-            gv = ips([r for r in same if r.get("variant") == variant])
-            eager = ips([r for r in same if r.get("impl") == "pytorch" and r.get("variant") == base
-                         and r.get("heap", "default") == "default"])
-            harness = [r for r in same if r.get("impl", "harness") != "pytorch"]
-            best = max([ips([r for r in harness if r["channels_last"] == cl]) or 0 for cl in (False, True)],
-                       default=0) or None
-            f = lambda v: f"{v:,.0f}" if v else "–"
-            q = lambda a, b: f"{a / b:.2f}" if a and b else "–"
-            print(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {k[4]} | {base} | {f(gv)} | {f(eager)} | {q(gv, eager)} | "
-                  f"{f(best)} | {q(best, gv)} |")
+    for (work, arch, method, batch, prec), g, kind in cells:
+        base = kind[1][: -len("+graph")]
+        gv, eager, best = ips_of(g, kind), ips_of(g, ("pytorch", base)), harness_best(g)[2]
+        print(f"| {work} | {arch} | {method} | {batch} | {prec} | {base} | {fmt(gv)} | {fmt(eager)} | "
+              f"{ratio(gv, eager)} | {fmt(best)} | {ratio(best, gv)} |")
     print()
 
 
@@ -130,12 +134,12 @@ def profiles(rows):
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         p = r["profile"]
+        head = (f"| {r.get('work')} | {r['arch']} | {r['batch_size']} | {r['precision']} | {r.get('variant')} | "
+                f"{r['ms_per_step']:.1f} |")
         if "error" in p:
-            print(f"| {r.get('work')} | {r['arch']} | {r['batch_size']} | {r['precision']} | {r.get('variant')} | "
-                  f"{r['ms_per_step']:.1f} | profile failed: {p['error']} | | | |")
+            print(f"{head} profile failed: {p['error']} | | | |")
         elif "device_events" in p:
-            print(f"| {r.get('work')} | {r['arch']} | {r['batch_size']} | {r['precision']} | {r.get('variant')} | "
-                  f"{r['ms_per_step']:.1f} | {p['device_events']:,} | {p['device_busy_ms']:.1f} | "
+            print(f"{head} {p['device_events']:,} | {p['device_busy_ms']:.1f} | "
                   f"{100 * p['device_busy_fraction']:.0f} % | {p['mean_event_us']:.1f} |")
     print()
 
@@ -162,8 +166,9 @@ def main():
 
     rows = load(os.path.join(d, "throughput.jsonl"))
     if rows:
-        throughput(rows)
-        graphed(rows)
+        groups = grouped(rows)
+        throughput(groups)
+        graphed(groups)
     profiles(load(os.path.join(d, "profile.jsonl")))
 
     mb = load(os.path.join(d, "max_batch.jsonl"))

@@ -24,9 +24,10 @@ pub(crate) fn in_place(t: &Tensor, f: impl FnOnce(&mut Tensor)) {
 }
 
 /// ReLU computed in the buffer of `t`, which must be a fresh layer output no other tensor
-/// aliases (a convolution, batch norm, linear or sum result). Saves one activation-sized buffer
-/// per ReLU; autograd is unaffected (ReLU's backward reads its output, and none of those
-/// layers' backwards reads their output).
+/// aliases (a convolution, batch norm, linear, max-pool or sum result). Saves one
+/// activation-sized buffer per ReLU; autograd is unaffected (ReLU's backward reads its output,
+/// and none of those layers' backwards reads their output: max-pool's reads its input and the
+/// argmax indices).
 pub(crate) fn relu(mut t: Tensor) -> Tensor {
     t.relu_()
 }
