@@ -112,3 +112,39 @@ fn unknown_preset_lists_known_ones() {
         .code(2)
         .stderr(contains("nosuch").and(contains("quickstart")));
 }
+
+/// An evaluation of no example is refused before anything is recorded; a folder without a
+/// manifest is named as not a bundle, with the OS error said once.
+#[test]
+fn empty_evaluations_and_manifestless_bundles_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(0, 128)).unwrap();
+    let out = infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = infoat_tests::stdout_json(&out);
+    let hash = run["config_hash"].as_str().unwrap().to_string();
+    let evals = || {
+        let ls = infoat(dir.path()).args(["registry", "ls"]).output().unwrap();
+        String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.starts_with("eval ")).count()
+    };
+    let before = evals();
+    for n in ["--n", "--limit"] {
+        infoat(dir.path())
+            .args(["eval", "--run", &hash, n, "0", "--attacks", "fgsm"])
+            .assert()
+            .code(2)
+            .stdout(contains("0.00 %").not())
+            .stderr(contains("= 0").and(contains("at least one example")).and(no_panic()));
+    }
+    assert_eq!(evals(), before, "no evaluation was recorded");
+
+    std::fs::create_dir_all(dir.path().join("not-a-bundle")).unwrap();
+    let out = infoat(dir.path()).args(["registry", "import", "not-a-bundle"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not-a-bundle") && err.contains("no MANIFEST.json") && err.contains("registry export"),
+        "{err}"
+    );
+    assert!(err.matches("os error").count() <= 1, "the OS error is said once: {err}");
+}

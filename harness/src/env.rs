@@ -1,6 +1,7 @@
 //! The environment fingerprint recorded with every run: what built the binary, which libtorch
-//! it runs on, on which device and with how many threads. Anything that can change a number
-//! belongs here or in the config.
+//! it runs on, on which device and with how many threads, and the numerics fingerprint
+//! ([`crate::numerics`]: CPU generation and the kernels libtorch dispatches to). Anything that
+//! can change a number belongs here or in the config.
 
 /// The libtorch version tch 0.24 binds (the project installs exactly this build).
 pub const LIBTORCH_VERSION: &str = "2.11.0";
@@ -33,6 +34,7 @@ pub fn fingerprint(device: tch::Device) -> Fingerprint {
             .map(|s| s.trim().to_string())
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "unknown".to_string()),
+        numerics: Some(crate::numerics::fingerprint()),
     }
 }
 

@@ -17,13 +17,13 @@ pub enum Error {
         found: String,
     },
     /// A file that could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The operating-system error.
-        #[source]
-        source: std::io::Error,
+        /// The operating-system error (in the message, not chained as a source: chained, an
+        /// error report would print it twice).
+        cause: std::io::Error,
     },
     /// A dataset file that is not where the user pointed.
     #[error("{}: missing ({what}); {hint}", path.display())]
@@ -76,7 +76,7 @@ impl Error {
 
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 }
 

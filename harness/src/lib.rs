@@ -34,6 +34,7 @@ pub mod error;
 pub mod eval;
 pub mod methods;
 pub mod models;
+pub mod numerics;
 pub mod optim;
 pub mod pipeline;
 pub mod precision;

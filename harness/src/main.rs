@@ -22,6 +22,8 @@ use infoat_registry::Registry;
 use serde_json::json;
 
 fn main() -> ExitCode {
+    // Before any tensor operation: ATen and MKL read their dispatch settings once.
+    infoat_harness::numerics::apply_portable_mode_from_env();
     infoat_harness::alloc::tune();
     let cli = Cli::parse();
     match run(cli) {
@@ -652,7 +654,11 @@ fn regress(a: RegressArgs, progress: Progress) -> Result<ExitCode> {
             &plan,
             (&runs, &evals),
             (&baseline.runs, &baseline.evals),
-            &|m| preset.regress.tolerance_of(m),
+            &infoat_reports::regress::Settings {
+                tolerance: &|m| preset.regress.tolerance_of(m),
+                seed_sd: &|m| preset.regress.seed_sd_of(m),
+                alpha: preset.regress.alpha,
+            },
         )?;
         report.passed &= failed.is_empty();
         report.differences.splice(0..0, failed);

@@ -697,6 +697,14 @@ pub fn plan_status(run: &PresetRun, registry: &Registry, evals: &[EvalRecord]) -
 /// (unless `force`), and a new one is recorded.
 pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalReport> {
     let start = Instant::now();
+    // An evaluation of no example is an error, not a 0 % result (and is never recorded).
+    for (what, n) in [("--n (the test images evaluated)", req.limit), ("the attacked subset", req.attack_limit)] {
+        if n == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{what} = 0: an evaluation needs at least one example; give a positive count or omit it for the whole test set"
+            )));
+        }
+    }
     // Attacks run in IEEE float32 whatever the model was trained in: TF32 or bf16 change the
     // direction of a few percent of the input-gradient signs (docs/performance.md).
     crate::precision::configure_backends(crate::precision::Precision::Fp32);
@@ -708,6 +716,12 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         Some(n) => test.take(n),
         None => test,
     };
+    if test.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the {dataset} test set in {} holds no example: there is nothing to evaluate; check the data folder",
+            dir.display()
+        )));
+    }
     let eps = req.eps.unwrap_or(default_eps(dataset));
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(Error::Invalid(format!("--eps {eps}: expected a finite radius ≥ 0 (e.g. 0.3 or 0.031372549)")));

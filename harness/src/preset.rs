@@ -105,20 +105,44 @@ struct PresetRunFile {
     config_file: Option<String>,
 }
 
-/// How `infoat regress` judges a rerun of the preset against a baseline (issue 8).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+/// How `infoat regress` judges a rerun of the preset against a baseline (issues 8 and 18).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegressPlan {
     /// Largest accepted absolute difference in accuracy (a fraction: 0.01 = one point) per
     /// metric (`clean` or an attack id, or `adbd`); `default` for the others. Omitted: 0, exact.
     #[serde(default)]
     pub tolerance: BTreeMap<String, f64>,
+    /// Where the rerun's numerics differ from the baseline's (another CPU generation, CUDA): the
+    /// spread of each metric between training seeds (σ_seed, a fraction; `adbd` in L∞ units),
+    /// per metric as for `tolerance`; `default` for the others. Omitted: 0, sampling noise only.
+    #[serde(default)]
+    pub seed_sd: BTreeMap<String, f64>,
+    /// The family-wise level of that noise test (Bonferroni over the metrics it judges).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+impl Default for RegressPlan {
+    fn default() -> Self {
+        RegressPlan { tolerance: BTreeMap::new(), seed_sd: BTreeMap::new(), alpha: default_alpha() }
+    }
+}
+
+/// A nightly rerun that differs only in numerics fails the noise test at most this often.
+fn default_alpha() -> f64 {
+    0.01
 }
 
 impl RegressPlan {
     /// The tolerance for `metric`.
     pub fn tolerance_of(&self, metric: &str) -> f64 {
         self.tolerance.get(metric).or_else(|| self.tolerance.get("default")).copied().unwrap_or(0.0)
+    }
+
+    /// The seed-level spread of `metric`.
+    pub fn seed_sd_of(&self, metric: &str) -> f64 {
+        self.seed_sd.get(metric).or_else(|| self.seed_sd.get("default")).copied().unwrap_or(0.0)
     }
 }
 
@@ -245,10 +269,16 @@ impl Preset {
         if runs.is_empty() {
             return Err(config_err(origin, "the preset has no runs: add [[runs]] or include = [...]".into()));
         }
-        for (metric, tol) in &file.regress.tolerance {
-            if !(tol.is_finite() && *tol >= 0.0) {
-                return Err(config_err(origin, format!("regress.tolerance.{metric} = {tol}: expected a number ≥ 0")));
+        for (table, values) in [("tolerance", &file.regress.tolerance), ("seed_sd", &file.regress.seed_sd)] {
+            for (metric, v) in values {
+                if !(v.is_finite() && *v >= 0.0) {
+                    return Err(config_err(origin, format!("regress.{table}.{metric} = {v}: expected a number ≥ 0")));
+                }
             }
+        }
+        let alpha = file.regress.alpha;
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(config_err(origin, format!("regress.alpha = {alpha}: expected a level in (0, 1), e.g. 0.01")));
         }
         Ok(Preset {
             name: file.name,
@@ -319,6 +349,23 @@ mod tests {
         assert!(q.runs.iter().all(|r| r.eval.attacks.contains(&AttackId::Pgd20)));
         let natural = q.runs.iter().find(|r| r.config.method.name() == "natural").unwrap();
         assert_eq!(natural.expect.get("clean"), Some(&0.98));
+    }
+
+    #[test]
+    fn the_noise_model_of_regress_is_read_and_checked() {
+        let q = Preset::find("quickstart").unwrap();
+        assert!(q.regress.seed_sd_of("clean") > 0.0, "the quickstart declares its measured seed spread");
+        assert_eq!(q.regress.seed_sd_of("pgd20"), q.regress.seed_sd_of("default"));
+        assert_eq!(q.regress.alpha, 0.01);
+        let run = "[[runs]]\nname = \"a\"\n[runs.config]\nseed = 0\nmethod = { kind = \"natural\" }\n";
+        let parse = |regress: &str| Preset::from_toml(&format!("name = \"x\"\n{regress}\n{run}"), "x.toml");
+        assert_eq!(parse("").unwrap().regress.alpha, 0.01);
+        let e = parse("[regress]\nalpha = 1.5").unwrap_err().to_string();
+        assert!(e.contains("regress.alpha = 1.5") && e.contains("(0, 1)"), "{e}");
+        let e = parse("[regress]\nseed_sd = { clean = -0.1 }").unwrap_err().to_string();
+        assert!(e.contains("regress.seed_sd.clean = -0.1"), "{e}");
+        let e = parse("[regress]\nseed_sds = { clean = 0.1 }").unwrap_err().to_string();
+        assert!(e.contains("seed_sds"), "unknown keys are named: {e}");
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn record(i: u64) -> EvalRecord {
             os: "linux x86_64".into(),
             cpu: Some("Intel(R) Xeon(R)".into()),
             hostname: "bench".into(),
+            numerics: None,
         },
     }
 }

@@ -341,7 +341,15 @@ fn start_bundle(dir: &Path) -> Result<()> {
 /// Reads and checks a bundle's `MANIFEST.json`.
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("MANIFEST.json");
-    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::BadBundle {
+            path: dir.to_path_buf(),
+            problem: "no MANIFEST.json: not a bundle; give a folder written by `infoat registry export` or \
+                      `infoat regress --write-baseline`"
+                .into(),
+        },
+        _ => Error::io(&path, e),
+    })?;
     let manifest: Manifest = serde_json::from_slice(&text)
         .map_err(|e| Error::BadBundle { path: path.clone(), problem: format!("not a bundle manifest ({e})") })?;
     if manifest.format != BUNDLE_FORMAT {

@@ -23,13 +23,13 @@ pub enum Error {
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
     /// A file-system operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The operating-system error.
-        #[source]
-        source: std::io::Error,
+        /// The operating-system error (in the message, not chained as a source: chained, an
+        /// error report would print it twice).
+        cause: std::io::Error,
     },
     /// A blob or record whose contents are not what its name or key promises.
     #[error("{}: corrupt: {problem}; `infoat registry verify` lists every such file (nothing is deleted)", path.display())]
@@ -83,7 +83,7 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 }
 

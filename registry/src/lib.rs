@@ -23,7 +23,7 @@ pub use digest::{checkpoint_digest, ContentHash, Hasher, TensorEntry};
 pub use error::{Error, Result};
 pub use lock::Lock;
 pub use records::{
-    AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, PublishedRecord, RunRecord,
-    RunStatus, SanityRecord,
+    AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord,
+    RunRecord, RunStatus, SanityRecord,
 };
 pub use store::{GcReport, Registry, VerifyReport};

@@ -34,6 +34,55 @@ pub struct Environment {
     pub cpu: Option<String>,
     /// Host name.
     pub hostname: String,
+    /// What decides which floating-point kernels run on the CPU (absent in records made before
+    /// it existed: such a record's numerics are unknown, never assumed equal to another's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerics: Option<Numerics>,
+}
+
+impl Environment {
+    /// True when `self` and `other` are known to compute the same floating-point results: same
+    /// libtorch, device, thread count, GPU and cuDNN, and equal numerics fingerprints. A record
+    /// without a fingerprint is never the same as another (its CPU generation is unknown).
+    pub fn same_numerics(&self, other: &Environment) -> bool {
+        let key = |e: &Environment| (e.libtorch.clone(), e.device.clone(), e.threads, e.gpu.clone(), e.cudnn.clone());
+        key(self) == key(other) && self.numerics.is_some() && self.numerics == other.numerics
+    }
+}
+
+/// The numerics fingerprint: the CPU (vendor, family, model, stepping, the instruction-set
+/// extensions kernels dispatch on, cache sizes, which set oneDNN's blocking) and what libtorch
+/// chose on it (ATen's CPU capability, oneDNN's ISA, the oneDNN and MKL builds), plus the
+/// environment variables that override those choices. Two CPU runs with equal fingerprints,
+/// libtorch and thread counts compute bit-identical checkpoints; across fingerprints they need
+/// not (issue 18; docs/numerics.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Numerics {
+    /// CPU vendor id (`AuthenticAMD`, `GenuineIntel`), or `unknown`.
+    pub cpu_vendor: String,
+    /// CPU family, model and stepping as /proc/cpuinfo reports them (decimal).
+    pub cpu_family: Option<u32>,
+    /// See `cpu_family`.
+    pub cpu_model: Option<u32>,
+    /// See `cpu_family`.
+    pub cpu_stepping: Option<u32>,
+    /// The vector and matrix extensions present that ATen, oneDNN or MKL dispatch on, sorted.
+    pub isa_flags: Vec<String>,
+    /// Cache sizes of CPU 0 (`L1d 48K`, `L2 1024K`, …), in the kernel's notation.
+    pub caches: Vec<String>,
+    /// ATen's CPU capability as libtorch reports it (`DEFAULT`, `AVX2`, `AVX512`).
+    pub aten_cpu_capability: String,
+    /// The ISA oneDNN runs on: the best this CPU has, capped by `ONEDNN_MAX_CPU_ISA` /
+    /// `DNNL_MAX_CPU_ISA` (derived from the CPU flags; libtorch does not export oneDNN's query).
+    pub onednn_isa: String,
+    /// The oneDNN build in libtorch.
+    pub onednn_version: String,
+    /// The MKL build in libtorch (BLAS for matrix products).
+    pub mkl_version: String,
+    /// Dispatch overrides in force (`ATEN_CPU_CAPABILITY`, `DNNL_MAX_CPU_ISA`, `MKL_CBWR`, …;
+    /// `onednn = off` when libtorch's oneDNN convolutions are switched off).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// Where a training run stands.

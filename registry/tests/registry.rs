@@ -30,6 +30,7 @@ fn env() -> Environment {
         os: "linux x86_64".into(),
         cpu: None,
         hostname: "test".into(),
+        numerics: None,
     }
 }
 

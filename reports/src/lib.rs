@@ -17,6 +17,7 @@ pub mod paper;
 pub mod plots;
 pub mod regress;
 pub mod render;
+pub mod stats;
 
 pub use aggregate::{Cell, Tolerances, Verdict};
 pub use compare::{compare, Comparison};

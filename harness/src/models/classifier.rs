@@ -79,7 +79,7 @@ impl ScriptModel {
         if !path.is_file() {
             return Err(Error::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such TorchScript file"),
+                cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such TorchScript file"),
             });
         }
         let mut module = tch::CModule::load_on_device(path, device).map_err(|e| {
