@@ -261,7 +261,8 @@ unsafe extern "C" {
     fn at_context_user_enabled_mkldnn(ctx: *const c_void) -> bool;
     #[link_name = "_ZdlPv"]
     fn cxx_operator_delete(p: *mut c_void);
-    fn MKL_Get_Version_String(buf: *mut u8, len: i32);
+    #[link_name = "MKL_Get_Version_String"]
+    fn mkl_get_version_string(buf: *mut u8, len: i32);
 }
 
 /// Calls a libtorch function that returns a `std::string` and copies the text out.
@@ -298,7 +299,7 @@ pub fn onednn_version() -> String {
 pub fn mkl_version() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: MKL writes at most `len` bytes, NUL-terminated, into the buffer.
-    unsafe { MKL_Get_Version_String(buf.as_mut_ptr(), buf.len() as i32) };
+    unsafe { mkl_get_version_string(buf.as_mut_ptr(), buf.len() as i32) };
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).trim().to_string()
 }
@@ -383,7 +384,7 @@ mod tests {
     fn libtorch_reports_its_capability_and_builds() {
         let cap = aten_cpu_capability();
         assert!(["DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE128"].contains(&cap.as_str()), "{cap}");
-        assert!(onednn_version().starts_with('3'), "{}", onednn_version());
+        assert!(onednn_version().contains("v3."), "{}", onednn_version());
         assert!(mkl_version().contains("Math Kernel Library"), "{}", mkl_version());
         let n = fingerprint();
         assert_eq!(n.aten_cpu_capability, cap);
