@@ -62,85 +62,32 @@ const ISA_FLAGS: &[&str] = &[
     "amx_fp16",
 ];
 
-/// oneDNN's x64 ISAs from the lowest to the highest, each with every CPU flag it needs and the
-/// names its cap (`ONEDNN_MAX_CPU_ISA`) accepts. The 256-bit VNNI ISAs sit below `avx512_core`,
-/// which does not need them (Ice Lake has AVX-512 but no AVX-VNNI).
-const ONEDNN_ISAS: &[(&str, &[&str], &[&str])] = &[
-    ("sse41", &["sse4_1"], &["SSE41"]),
-    ("avx", &["sse4_1", "avx"], &["AVX"]),
-    ("avx2", &["sse4_1", "avx", "avx2", "fma"], &["AVX2"]),
-    ("avx2_vnni", &["sse4_1", "avx", "avx2", "fma", "avx_vnni"], &["AVX2_VNNI"]),
-    ("avx2_vnni_2", &["sse4_1", "avx", "avx2", "fma", "avx_vnni", "avx_vnni_int8", "avx_ne_convert"], &["AVX2_VNNI_2"]),
-    ("avx512_core", &["sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"], &["AVX512_CORE"]),
-    (
-        "avx512_core_vnni",
-        &["sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"],
-        &["AVX512_CORE_VNNI"],
-    ),
-    (
-        "avx512_core_bf16",
-        &["sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16"],
-        &["AVX512_CORE_BF16"],
-    ),
-    (
-        "avx10_1_512",
-        &[
-            "sse4_1",
-            "avx",
-            "avx2",
-            "fma",
-            "avx512f",
-            "avx512bw",
-            "avx512dq",
-            "avx512vl",
-            "avx512_vnni",
-            "avx512_bf16",
-            "avx512_fp16",
-        ],
-        &["AVX10_1_512", "AVX512_CORE_FP16"],
-    ),
-    (
-        "avx10_1_512_amx",
-        &[
-            "sse4_1",
-            "avx",
-            "avx2",
-            "fma",
-            "avx512f",
-            "avx512bw",
-            "avx512dq",
-            "avx512vl",
-            "avx512_vnni",
-            "avx512_bf16",
-            "avx512_fp16",
-            "amx_tile",
-            "amx_int8",
-            "amx_bf16",
-        ],
-        &["AVX10_1_512_AMX", "AVX512_CORE_AMX"],
-    ),
-    (
-        "avx10_1_512_amx_fp16",
-        &[
-            "sse4_1",
-            "avx",
-            "avx2",
-            "fma",
-            "avx512f",
-            "avx512bw",
-            "avx512dq",
-            "avx512vl",
-            "avx512_vnni",
-            "avx512_bf16",
-            "avx512_fp16",
-            "amx_tile",
-            "amx_int8",
-            "amx_bf16",
-            "amx_fp16",
-        ],
-        &["AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16"],
-    ),
+/// An ISA of oneDNN: name, parent ISA, added CPU flags, cap names (see [`ONEDNN_ISAS`]).
+type OnednnIsa = (&'static str, Option<usize>, &'static [&'static str], &'static [&'static str]);
+
+/// oneDNN's x64 ISAs from the lowest to the highest: name, the ISA it extends (an index into
+/// this table), the CPU flags it adds, and the names its cap (`ONEDNN_MAX_CPU_ISA`) accepts. The
+/// 256-bit VNNI ISAs sit below `avx512_core`, which extends `avx2`, not them (Ice Lake has
+/// AVX-512 but no AVX-VNNI).
+const ONEDNN_ISAS: &[OnednnIsa] = &[
+    ("sse41", None, &["sse4_1"], &["SSE41"]),
+    ("avx", Some(0), &["avx"], &["AVX"]),
+    ("avx2", Some(1), &["avx2", "fma"], &["AVX2"]),
+    ("avx2_vnni", Some(2), &["avx_vnni"], &["AVX2_VNNI"]),
+    ("avx2_vnni_2", Some(3), &["avx_vnni_int8", "avx_ne_convert"], &["AVX2_VNNI_2"]),
+    ("avx512_core", Some(2), &["avx512f", "avx512bw", "avx512dq", "avx512vl"], &["AVX512_CORE"]),
+    ("avx512_core_vnni", Some(5), &["avx512_vnni"], &["AVX512_CORE_VNNI"]),
+    ("avx512_core_bf16", Some(6), &["avx512_bf16"], &["AVX512_CORE_BF16"]),
+    ("avx10_1_512", Some(7), &["avx512_fp16"], &["AVX10_1_512", "AVX512_CORE_FP16"]),
+    ("avx10_1_512_amx", Some(8), &["amx_tile", "amx_int8", "amx_bf16"], &["AVX10_1_512_AMX", "AVX512_CORE_AMX"]),
+    ("avx10_1_512_amx_fp16", Some(9), &["amx_fp16"], &["AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16"]),
 ];
+
+/// True when the CPU has every flag ISA `i` of [`ONEDNN_ISAS`] needs (its own and its parents').
+fn has_isa(flags: &[&str], i: usize) -> bool {
+    let (_, parent, adds, _) = ONEDNN_ISAS[i];
+    adds.iter().all(|f| flags.contains(f)) && parent.is_none_or(|p| has_isa(flags, p))
+}
 
 /// The fingerprint of this process's CPU numerics.
 pub fn fingerprint() -> Numerics {
@@ -197,22 +144,11 @@ pub fn from_parts(
 /// cap). A cap oneDNN does not know is recorded as such rather than guessed.
 pub fn onednn_isa(flags: &[&str], cap: Option<&str>) -> String {
     let cap = cap.map(str::to_ascii_uppercase).filter(|c| c != "ALL" && c != "DEFAULT");
-    let limit = match &cap {
-        None => ONEDNN_ISAS.len(),
-        Some(c) => match ONEDNN_ISAS.iter().position(|(_, _, names)| names.contains(&c.as_str())) {
-            Some(i) => i + 1,
-            None => ONEDNN_ISAS.len(),
-        },
-    };
-    let best = ONEDNN_ISAS[..limit]
-        .iter()
-        .rev()
-        .find(|(_, needs, _)| needs.iter().all(|f| flags.contains(f)))
-        .map_or("none", |(name, _, _)| *name);
+    let known = |c: &str| ONEDNN_ISAS.iter().position(|(_, _, _, names)| names.contains(&c));
+    let limit = cap.as_deref().and_then(known).map_or(ONEDNN_ISAS.len(), |i| i + 1);
+    let best = (0..limit).rev().find(|&i| has_isa(flags, i)).map_or("none", |i| ONEDNN_ISAS[i].0);
     match cap {
-        Some(c) if !ONEDNN_ISAS.iter().any(|(_, _, names)| names.contains(&c.as_str())) => {
-            format!("{best} (unknown cap {c})")
-        }
+        Some(c) if known(&c).is_none() => format!("{best} (unknown cap {c})"),
         _ => best.to_string(),
     }
 }
