@@ -95,7 +95,7 @@ mod tests {
         // 50 examples at 30 %: √(2 · 0.21 / 50) = 0.0917.
         assert!((proportion_difference_sd(0.3, 50, 0.0) - 0.091_65).abs() < 1e-4);
         assert!((proportion_difference_sd(1.0, 50, 0.0)).abs() < 1e-12);
-        assert!((proportion_difference_sd(1.0, 50, 0.01) - 0.02f64.sqrt() * 0.01).abs() < 1e-12);
+        assert!((proportion_difference_sd(1.0, 50, 0.01) - 2f64.sqrt() * 0.01).abs() < 1e-12);
         assert!(proportion_difference_sd(0.3, 10_000, 0.0) < proportion_difference_sd(0.3, 50, 0.0));
     }
 }
