@@ -76,7 +76,9 @@ impl Classifier for Counting<'_> {
 
 /// Per-example robustness of `model` on `set` under `attack`: an example is robust only when
 /// it is classified correctly both clean and at the attack's output (and, for attacks that
-/// check every iterate, at every iterate). libtorch's generator is re-seeded from
+/// check every iterate, at every iterate), by the classifier the attack reports on
+/// ([`Attack::verdict_logits`](crate::attacks::Attack::verdict_logits): the model, or BPDA's
+/// f∘T). libtorch's generator is re-seeded from
 /// `(seed, Eval, batch)` before each batch, so results do not depend on batch order.
 pub fn robust_flags(
     model: &dyn Classifier,
@@ -114,8 +116,10 @@ pub fn robust_run(
             None => attack.perturb(&counting, &batch.x, &batch.y)?,
         };
         let ok = tch::no_grad(|| -> Result<tch::Tensor> {
-            let clean = model.logits(&batch.x, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
-            let robust = model.logits(&adv, false)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
+            let judge = |x: &tch::Tensor| -> Result<tch::Tensor> {
+                Ok(attack.verdict_logits(model, x)?.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?)
+            };
+            let (clean, robust) = (judge(&batch.x)?, judge(&adv)?);
             let mut ok = clean.f_logical_and(&robust)?;
             if let Some(broken) = broken {
                 ok = ok.f_logical_and(&broken.f_logical_not()?)?;

@@ -300,12 +300,13 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
         );
         for (id, r) in &report.attacks {
             println!(
-                "{id:<9} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s",
+                "{id:<9} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s (attack v{})",
                 100.0 * r.robust.accuracy,
                 r.robust.correct,
                 r.robust.total,
                 r.eps,
-                r.seconds
+                r.seconds,
+                r.version
             );
         }
         if let Some(w) = report.worst_case_acc {
@@ -889,14 +890,24 @@ fn registry_cmd(a: RegistryCmd) -> Result<ExitCode> {
             for e in &evals {
                 let attacks: Vec<String> =
                     e.attacks.iter().map(|(id, x)| format!("{id} {:.2}%", 100.0 * x.robust_acc)).collect();
+                // Evaluations by an older attack implementation stay listed, marked as such.
+                let outdated: Vec<String> = pipeline::outdated_attacks(&e.suite)
+                    .iter()
+                    .map(|(attack, v)| format!("{} v{v}, now v{}", attack.name(), attack.version()))
+                    .collect();
                 text.push_str(&format!(
-                    "eval {}  model {}  clean {:.2}% on {}  {}{}\n",
+                    "eval {}  model {}  clean {:.2}% on {}  {}{}{}\n",
                     e.key.hash()?.short(12),
                     e.key.model_hash.short(12),
                     100.0 * e.clean_acc,
                     e.n,
                     attacks.join(", "),
-                    if e.sanity.is_empty() { "" } else { "  FLAGGED" }
+                    if e.sanity.is_empty() { "" } else { "  FLAGGED" },
+                    if outdated.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  OUTDATED ({}: recomputed by eval/reproduce)", outdated.join("; "))
+                    }
                 ));
             }
             print(serde_json::json!({ "runs": runs, "evals": evals, "published": published }), text)?;

@@ -311,6 +311,15 @@ pub struct AttackReport {
     /// Average L∞ distance to the decision boundary over the attacked examples (RayS's ADBD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adbd: Option<f64>,
+    /// The version of the attack's implementation that computed this ([`AttackId::version`]).
+    pub version: u32,
+    /// Per attacked example, in order: `1` robust, `0` not (empty when a stored evaluation
+    /// has no flags).
+    pub flags: String,
+    /// RayS's per-example L∞ boundary distances (fresh evaluations only; the registry keeps
+    /// their average).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distances: Option<Vec<f64>>,
 }
 
 /// Where the model under evaluation comes from (issue 4, "Any model").
@@ -572,6 +581,14 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
         .iter()
         .map(|(id, a)| {
             let robust = Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc };
+            let version = serde_json::from_value::<AttackId>(serde_json::json!(id))
+                .map_or(1, |attack| recorded_version(&rec.suite, attack));
+            let flags = flags
+                .as_ref()
+                .and_then(|f| f.attacks.get(id))
+                .and_then(|f| unpack_flags(f))
+                .map(|f| digits(&f))
+                .unwrap_or_default();
             (
                 id.clone(),
                 AttackReport {
@@ -581,6 +598,9 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
                     seconds: a.seconds,
                     forward_passes: a.forward_passes,
                     adbd: a.adbd,
+                    version,
+                    flags,
+                    distances: None,
                 },
             )
         })
@@ -623,7 +643,35 @@ fn suite_description(
         // Only suites with RayS carry its budget, so existing suite hashes stay put.
         suite["rays_budget"] = serde_json::json!(rays_budget);
     }
+    // The implementation versions of the attacks past their first, so a suite of attacks that
+    // never changed keeps its hash, and one with a changed attack gets a new one.
+    let versions: BTreeMap<&str, u32> =
+        attacks.iter().filter(|a| a.version() > 1).map(|a| (a.name(), a.version())).collect();
+    if !versions.is_empty() {
+        suite["versions"] = serde_json::json!(versions);
+    }
     suite
+}
+
+/// The version of `attack` an evaluation suite (as recorded) was computed with: 1 where the
+/// suite names none (suites from before versions were recorded).
+pub fn recorded_version(suite: &serde_json::Value, attack: AttackId) -> u32 {
+    suite.pointer(&format!("/versions/{}", attack.name())).and_then(|v| v.as_u64()).map_or(1, |v| v as u32)
+}
+
+/// The attacks of a recorded suite whose implementation has changed since: `(attack, recorded
+/// version)` for each with an older version than the current one (attack ids this binary does
+/// not know are skipped).
+pub fn outdated_attacks(suite: &serde_json::Value) -> Vec<(AttackId, u32)> {
+    let names = suite.get("attacks").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|n| serde_json::from_value::<AttackId>(n).ok())
+        .filter_map(|a| {
+            let v = recorded_version(suite, a);
+            (v < a.version()).then_some((a, v))
+        })
+        .collect()
 }
 
 /// What of a preset run the registry already holds (`reproduce --dry-run`, `sweep`).
@@ -762,6 +810,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         let (flags, forward_passes) = (run.flags, run.forward_passes);
         let robust = accuracy_of(&flags);
         attack_flags.insert(id.name().to_string(), pack_flags(&flags));
+        let flag_digits = digits(&flags);
         worst = Some(match worst {
             Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
             None => flags,
@@ -776,6 +825,9 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
                 seconds: t.elapsed().as_secs_f64(),
                 forward_passes: Some(forward_passes),
                 adbd,
+                version: id.version(),
+                flags: flag_digits,
+                distances: run.distances,
             },
         );
     }

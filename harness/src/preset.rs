@@ -357,8 +357,12 @@ mod tests {
         assert!(q.regress.seed_sd_of("clean") > 0.0, "the quickstart declares its measured seed spread");
         assert_eq!(q.regress.seed_sd_of("pgd20"), q.regress.seed_sd_of("default"));
         assert_eq!(q.regress.alpha, 0.01);
-        let run = "[[runs]]\nname = \"a\"\n[runs.config]\nseed = 0\nmethod = { kind = \"natural\" }\n";
-        let parse = |regress: &str| Preset::from_toml(&format!("name = \"x\"\n{regress}\n{run}"), "x.toml");
+        let run = "[[runs]]\nname = \"a\"\n[runs.config]\nseed = 0\ndevice = \"cpu\"\ndata = { dataset = \"mnist\" }\n\
+                   model = { arch = \"smallcnn\" }\nmethod = { kind = \"natural\" }\ntrain = { epochs = 1, batch_size = 8 }\n\
+                   optimizer = { kind = \"sgd\", lr = 0.05, momentum = 0.9, weight_decay = 0.0 }\nschedule = { kind = \"cosine\" }\n";
+        let parse = |regress: &str| {
+            Preset::from_toml(&format!("name = \"x\"\ndescription = \"d\"\n{regress}\n{run}"), "x.toml")
+        };
         assert_eq!(parse("").unwrap().regress.alpha, 0.01);
         let e = parse("[regress]\nalpha = 1.5").unwrap_err().to_string();
         assert!(e.contains("regress.alpha = 1.5") && e.contains("(0, 1)"), "{e}");

@@ -160,6 +160,23 @@ fn metrics_of(e: &EvalRecord) -> BTreeMap<String, Measured> {
     m
 }
 
+/// An evaluation suite (as recorded) without its attack versions.
+fn without_versions(suite: &serde_json::Value) -> serde_json::Value {
+    let mut s = suite.clone();
+    if let Some(map) = s.as_object_mut() {
+        map.remove("versions");
+    }
+    s
+}
+
+/// The attack versions a suite records, for messages (`all v1` where it records none).
+fn versions_of(suite: &serde_json::Value) -> String {
+    match suite.get("versions").and_then(|v| v.as_object()) {
+        Some(m) if !m.is_empty() => m.iter().map(|(a, v)| format!("{a} v{v}")).collect::<Vec<_>>().join(", "),
+        _ => "all v1".to_string(),
+    }
+}
+
 /// The preset's key for a metric: `clean`, the attack id, or `adbd` for boundary distances.
 fn metric_class(metric: &str) -> &str {
     match metric.split_once('.') {
@@ -251,15 +268,29 @@ pub fn regress(
             let base_metrics = b.map(metrics_of).unwrap_or_default();
             if b.is_none() {
                 ok = false;
-                differences.push((
-                    index,
-                    format!(
-                        "{}: the baseline has no evaluation of config {short} with suite {} on {}",
-                        p.name,
+                // The same suite under other attack versions: the baseline predates a change of
+                // an attack's implementation (its numbers mean something else).
+                let older = base_evals.iter().find(|b| {
+                    b.config_hash == Some(p.config_hash)
+                        && b.key.data == e.key.data
+                        && b.key.subset == e.key.subset
+                        && b.key.seed == e.key.seed
+                        && without_versions(&b.suite) == without_versions(&e.suite)
+                });
+                let why = match older {
+                    Some(old) => format!(
+                        "the baseline evaluated config {short} on {} with other attack versions ({} there, {} now):                          its numbers come from older attack implementations; write a new baseline",
+                        e.key.subset,
+                        versions_of(&old.suite),
+                        versions_of(&e.suite)
+                    ),
+                    None => format!(
+                        "the baseline has no evaluation of config {short} with suite {} on {}",
                         e.key.suite_hash.short(12),
                         e.key.subset
                     ),
-                ));
+                };
+                differences.push((index, format!("{}: {why}", p.name)));
             }
             for (metric, value) in metrics_of(e) {
                 if pending.iter().any(|m| m.run == index && m.metric == metric) {

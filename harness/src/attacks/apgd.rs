@@ -43,10 +43,13 @@ pub enum ApgdLoss {
 /// step size η = 2·eps, and iterates
 /// `z = P(x_k + η sign ∇f(x_k))`, `x_{k+1} = P(x_k + α (z - x_k) + (1 - α)(x_k - x_{k-1}))`
 /// (α = 1 on the first step, 0.75 afterwards; P the projection onto the ball and [0, 1]). At the
-/// checkpoints `w_j = ⌈p_j N⌉` (paper §3.1) the step of an example is halved, and its
+/// checkpoints (paper §3.1, [`checkpoints`]) the step of an example is halved, and its
 /// iterate reset to its best point so far, when (1) its loss increased in at most `rho` of the
 /// steps since the previous checkpoint, or (2) its step was not halved at the previous
-/// checkpoint and its best loss has not improved since then.
+/// checkpoint and its best loss has not improved since then. Where the paper leaves room, the
+/// official `autopgd_base.py` (fra31/auto-attack) decides: increases are counted along the
+/// trace of iterate losses (the first step against 0, the step after a restart against the
+/// iterate before it), and condition (2) is not applied at the first checkpoint.
 ///
 /// An example counts as broken when any iterate of any run (the random start included) is
 /// misclassified; the returned point is then that first misclassified iterate. Examples the
@@ -153,14 +156,10 @@ impl Apgd {
             xprev: x0.shallow_clone(),
             xk: x0.shallow_clone(),
             grad: g0.shallow_clone(),
-            fk: f0.shallow_clone(),
             xmax: x0,
             gmax: g0,
-            fmax: f0.shallow_clone(),
             step: Tensor::f_full([n], 2.0 * self.eps, (x.f_kind()?, x.device()))?,
-            increases: f0.f_zeros_like()?,
-            fmax_last: f0,
-            halved_last: Tensor::f_zeros([n], (Kind::Bool, x.device()))?,
+            ctl: StepControl::new(&f0)?,
         };
         if !acc.retire(&mut s, &wrong0)? {
             return Ok(());
@@ -178,18 +177,14 @@ impl Apgd {
             let xnew = project(&moved, &s.x, self.eps)?;
 
             let (f, g, wrong) = self.evaluate(model, &xnew, &s.y, s.target.as_ref(), k < n_iter)?;
-            let up = f.f_gt_tensor(&s.fk)?;
-            s.increases = s.increases.f_add(&up.f_to_kind(s.increases.f_kind()?)?)?;
-            let better = f.f_gt_tensor(&s.fmax)?;
+            let better = s.ctl.record(&f)?;
             let better_x = per_example(&better, x.dim())?;
             s.xmax = xnew.f_where_self(&better_x, &s.xmax)?;
-            s.fmax = f.f_where_self(&better, &s.fmax)?;
             if let Some(g) = g {
                 s.gmax = g.f_where_self(&better_x, &s.gmax)?;
                 s.grad = g;
             }
             s.xprev = std::mem::replace(&mut s.xk, xnew);
-            s.fk = f;
             if !acc.retire(&mut s, &wrong)? {
                 return Ok(());
             }
@@ -197,37 +192,32 @@ impl Apgd {
             if next_check < schedule.len() && k == schedule[next_check] {
                 let window = (schedule[next_check] - schedule[next_check - 1]) as f64;
                 next_check += 1;
-                let halve = halve_step(&s.increases, window, self.rho, &s.halved_last, &s.fmax, &s.fmax_last)?;
+                let halve = s.ctl.checkpoint(window, self.rho)?;
                 let halve_x = per_example(&halve, x.dim())?;
                 s.step = s.step.f_mul_scalar(0.5)?.f_where_self(&halve, &s.step)?;
+                // Restart from the best point with its gradient.
                 s.xk = s.xmax.f_where_self(&halve_x, &s.xk)?;
                 s.grad = s.gmax.f_where_self(&halve_x, &s.grad)?;
-                s.fk = s.fmax.f_where_self(&halve, &s.fk)?;
-                s.halved_last = halve;
-                s.fmax_last = s.fmax.shallow_clone();
-                s.increases = s.increases.f_zeros_like()?;
             }
         }
         acc.keep_best(&s)
     }
 }
 
-/// The iterations after which APGD checks its step size (paper §3.1): `w_j = ⌈p_j N⌉` with
-/// `p_0 = 0`, `p_1 = 0.22`, `p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)` while `p_j ≤ 1`,
-/// duplicates (short runs) removed. Computed in exact hundredths, so N = 100 gives
+/// The iterations after which APGD checks its step size, as `autopgd_base.py` schedules them
+/// (the paper's `p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)`, in whole iterations): the
+/// first window is `max(⌊0.22 N⌋, 1)` iterations, each next one `max(⌊0.03 N⌋, 1)` shorter down
+/// to `max(⌊0.06 N⌋, 1)`; checkpoints at the windows' ends up to N. N = 100 gives
 /// 0, 22, 41, 57, 70, 80, 87, 93, 99.
 pub(crate) fn checkpoints(iterations: usize) -> Vec<usize> {
-    let mut p: Vec<usize> = vec![0, 22];
-    loop {
-        let (last, before) = (p[p.len() - 1], p[p.len() - 2]);
-        let next = last + (last - before).saturating_sub(3).max(6);
-        if next > 100 {
-            break;
-        }
-        p.push(next);
+    // In f64 and truncated, as Python's `int(0.22 * n_iter)`.
+    let part = |f: f64| ((f * iterations as f64) as usize).max(1);
+    let (first, shrink, shortest) = (part(0.22), part(0.03), part(0.06));
+    let (mut w, mut window) = (vec![0], first);
+    while w[w.len() - 1] + window <= iterations {
+        w.push(w[w.len() - 1] + window);
+        window = window.saturating_sub(shrink).max(shortest);
     }
-    let mut w: Vec<usize> = p.iter().map(|&p| (p * iterations).div_ceil(100)).collect();
-    w.dedup();
     w
 }
 
@@ -248,6 +238,65 @@ fn halve_step(
     Ok(oscillating.f_logical_or(&stalled)?)
 }
 
+/// The per-example loss bookkeeping of APGD's step-size rule, as `autopgd_base.py` keeps it.
+struct StepControl {
+    /// The previous iterate's loss, which the next one is compared with. It starts at 0: the
+    /// reference's first oscillation count compares `loss_steps[0]` with `loss_steps[-1]`, a
+    /// slot still at 0 then. A restart from the best point does not reset it: increases are
+    /// counted along the trace of iterate losses.
+    fk: Tensor,
+    /// Steps since the last checkpoint at which the loss increased.
+    increases: Tensor,
+    /// The best loss so far.
+    fmax: Tensor,
+    /// `fmax` at the last checkpoint.
+    fmax_last: Tensor,
+    /// Whether the step was halved at the last checkpoint: true at the start, as the
+    /// reference's `reduced_last_check` starts at ones, so condition (2) never applies at the
+    /// first checkpoint.
+    halved_last: Tensor,
+}
+
+impl StepControl {
+    /// The state after the start point, whose losses are `f0`.
+    fn new(f0: &Tensor) -> Result<StepControl> {
+        Ok(StepControl {
+            fk: f0.f_zeros_like()?,
+            increases: f0.f_zeros_like()?,
+            fmax: f0.shallow_clone(),
+            fmax_last: f0.shallow_clone(),
+            halved_last: f0.f_ones_like()?.f_to_kind(Kind::Bool)?,
+        })
+    }
+
+    /// Records the losses `f` of a new iterate; returns where they beat the best so far.
+    fn record(&mut self, f: &Tensor) -> Result<Tensor> {
+        let up = f.f_gt_tensor(&self.fk)?;
+        self.increases = self.increases.f_add(&up.f_to_kind(self.increases.f_kind()?)?)?;
+        let better = f.f_gt_tensor(&self.fmax)?;
+        self.fmax = f.f_where_self(&better, &self.fmax)?;
+        self.fk = f.shallow_clone();
+        Ok(better)
+    }
+
+    /// The decision at a checkpoint `window` steps after the previous one: where to halve.
+    fn checkpoint(&mut self, window: f64, rho: f64) -> Result<Tensor> {
+        let halve = halve_step(&self.increases, window, rho, &self.halved_last, &self.fmax, &self.fmax_last)?;
+        self.halved_last = halve.shallow_clone();
+        self.fmax_last = self.fmax.shallow_clone();
+        self.increases = self.increases.f_zeros_like()?;
+        Ok(halve)
+    }
+
+    /// Keeps the examples at positions `keep`.
+    fn keep(&mut self, keep: &Tensor) -> Result<()> {
+        for t in [&mut self.fk, &mut self.increases, &mut self.fmax, &mut self.fmax_last, &mut self.halved_last] {
+            *t = t.f_index_select(0, keep)?;
+        }
+        Ok(())
+    }
+}
+
 /// `[n]` → `[n, 1, …, 1]` with `dims` dimensions in all, to broadcast over images.
 fn per_example(t: &Tensor, dims: usize) -> Result<Tensor> {
     let mut shape = vec![-1i64];
@@ -263,22 +312,17 @@ struct RunState {
     x: Tensor,
     y: Tensor,
     target: Option<Tensor>,
-    /// x_{k-1}, x_k, ∇f(x_k) and f(x_k) (the point the next step starts from).
+    /// x_{k-1}, x_k and ∇f(x_k) (the point the next step starts from).
     xprev: Tensor,
     xk: Tensor,
     grad: Tensor,
-    fk: Tensor,
-    /// The best point so far, its gradient and its loss.
+    /// The best point so far and its gradient.
     xmax: Tensor,
     gmax: Tensor,
-    fmax: Tensor,
     /// Step sizes η.
     step: Tensor,
-    /// Steps since the last checkpoint at which the loss increased.
-    increases: Tensor,
-    /// f_max at the last checkpoint, and whether the step was halved there.
-    fmax_last: Tensor,
-    halved_last: Tensor,
+    /// The losses the step-size rule reads.
+    ctl: StepControl,
 }
 
 impl RunState {
@@ -291,17 +335,13 @@ impl RunState {
             &mut self.xprev,
             &mut self.xk,
             &mut self.grad,
-            &mut self.fk,
             &mut self.xmax,
             &mut self.gmax,
-            &mut self.fmax,
             &mut self.step,
-            &mut self.increases,
-            &mut self.fmax_last,
-            &mut self.halved_last,
         ] {
             *t = t.f_index_select(0, keep)?;
         }
+        self.ctl.keep(keep)?;
         if let Some(t) = self.target.as_mut() {
             *t = t.f_index_select(0, keep)?;
         }
@@ -338,7 +378,7 @@ impl Accumulator {
     /// At the end of a run: keeps, per surviving example, its best point if its loss beats the
     /// best of the earlier runs.
     fn keep_best(&mut self, s: &RunState) -> Result<()> {
-        let fmax = s.fmax.f_to_kind(Kind::Float)?;
+        let fmax = s.ctl.fmax.f_to_kind(Kind::Float)?;
         let old = self.best.f_index_select(0, &s.idx)?;
         let better = fmax.f_gt_tensor(&old)?;
         let _ = self.best.f_index_copy_(0, &s.idx, &fmax.f_where_self(&better, &old)?)?;
@@ -451,6 +491,114 @@ mod tests {
         let short = checkpoints(5);
         assert_eq!(short[0], 0);
         assert!(short.windows(2).all(|w| w[0] < w[1]) && *short.last().unwrap() <= 5, "{short:?}");
+    }
+
+    /// `autopgd_base.py`'s step-size bookkeeping, transcribed for one example's loss trace
+    /// (`f0` at the start, `trace[i]` after step i + 1): the iterations (1-based) at which it
+    /// halves the step.
+    fn reference_halvings(f0: f32, trace: &[f32], n_iter: usize) -> Vec<usize> {
+        let n_iter_2 = ((0.22 * n_iter as f64) as usize).max(1);
+        let n_iter_min = ((0.06 * n_iter as f64) as usize).max(1);
+        let size_decr = ((0.03 * n_iter as f64) as usize).max(1);
+        let mut loss_steps = vec![0.0f32; n_iter];
+        let (mut loss_best, mut loss_best_last_check, mut reduced_last_check) = (f0, f0, true);
+        let (mut k, mut counter3, mut out) = (n_iter_2, 0, vec![]);
+        for i in 0..n_iter {
+            let y1 = trace[i];
+            loss_steps[i] = y1;
+            if y1 > loss_best {
+                loss_best = y1;
+            }
+            counter3 += 1;
+            if counter3 == k {
+                // check_oscillation: t = Σ_{c < k} [loss_steps[i − c] > loss_steps[i − c − 1]],
+                // a negative index wrapping around as in Python.
+                let at = |j: isize| loss_steps[j.rem_euclid(n_iter as isize) as usize];
+                let t = (0..k).filter(|&c| at(i as isize - c as isize) > at(i as isize - c as isize - 1)).count();
+                let oscillation = (t as f64) <= k as f64 * 0.75;
+                let no_improvement = !reduced_last_check && loss_best_last_check >= loss_best;
+                let reduce = oscillation || no_improvement;
+                reduced_last_check = reduce;
+                loss_best_last_check = loss_best;
+                if reduce {
+                    out.push(i + 1);
+                }
+                k = k.saturating_sub(size_decr).max(n_iter_min);
+                counter3 = 0;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_step_size_rule_halves_where_autopgd_base_does() {
+        // Loss traces that exercise each difference from the paper's wording: a first step
+        // compared with 0 (negative DLR-like losses never "increase" there), a stall at the
+        // first checkpoint (not halved: condition (2) starts disabled), and restarts (increases
+        // still counted from the previous iterate).
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let n_iter = 100;
+        let mut traces: Vec<(f32, Vec<f32>)> = vec![];
+        // Flat at the start value: at most one increase per window, halved at every checkpoint.
+        traces.push((0.5, vec![0.5; n_iter]));
+        // The first step is compared with 0, not with the start: from −1 to −0.5 is no
+        // increase, so the first window has 16 of 22 (≤ 16.5: halve), not 17.
+        traces.push((
+            -1.0,
+            (0..n_iter)
+                .map(|i| match i {
+                    0 => -0.5,
+                    1..=16 => -0.5 + 0.01 * i as f32,
+                    _ => -0.34 - 0.01 * (i as f32 - 16.0),
+                })
+                .collect(),
+        ));
+        // Below the start for the whole first window yet rising: condition (1) does not hold and
+        // condition (2), "best loss not improved", is not applied at the first checkpoint.
+        traces.push((1.0, (0..n_iter).map(|i| (0.04 * i as f32).min(0.95) + 0.0001 * i as f32).collect()));
+        // Noisy random walks around different trends.
+        for trend in [-0.01f32, 0.0, 0.004, 0.02] {
+            let mut v = next();
+            let f0 = v;
+            let trace = (0..n_iter)
+                .map(|_| {
+                    v += trend + 0.1 * (next() - 0.5);
+                    v
+                })
+                .collect();
+            traces.push((f0, trace));
+        }
+        let schedule = checkpoints(n_iter);
+        let f0 = Tensor::from_slice(&traces.iter().map(|t| t.0).collect::<Vec<f32>>());
+        let mut ctl = StepControl::new(&f0).unwrap();
+        let mut ours: Vec<Vec<usize>> = vec![vec![]; traces.len()];
+        let mut next_check = 1;
+        for k in 1..=n_iter {
+            let f = Tensor::from_slice(&traces.iter().map(|t| t.1[k - 1]).collect::<Vec<f32>>());
+            let _ = ctl.record(&f).unwrap();
+            if next_check < schedule.len() && k == schedule[next_check] {
+                let window = (schedule[next_check] - schedule[next_check - 1]) as f64;
+                next_check += 1;
+                let halve = Vec::<bool>::try_from(&ctl.checkpoint(window, 0.75).unwrap()).unwrap();
+                for (e, h) in halve.iter().enumerate() {
+                    if *h {
+                        ours[e].push(k);
+                    }
+                }
+            }
+        }
+        for (e, (f0, trace)) in traces.iter().enumerate() {
+            assert_eq!(ours[e], reference_halvings(*f0, trace, n_iter), "trace {e}");
+        }
+        assert_eq!(ours[0], &schedule[1..]);
+        assert!(ours[1].contains(&22), "{:?}", ours[1]);
+        assert!(!ours[2].contains(&22), "{:?}", ours[2]);
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub trait Attack {
     fn distances(&self, _model: &dyn Classifier, _x: &Tensor, _y: &Tensor) -> Result<Option<(Tensor, Tensor, Tensor)>> {
         Ok(None)
     }
+
+    /// Logits of the classifier whose robustness this attack reports, at `x` (eval mode): the
+    /// model itself, or for an attack on a defended model its defence — BPDA's g = f∘T (SPEC
+    /// §3). The evaluation judges the clean and the adversarial point with it.
+    fn verdict_logits(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
+        model.logits(x, false)
+    }
 }
 
 /// RayS's default query budget per example (SPEC §3: a config field; the leaderboard used
@@ -156,6 +163,23 @@ impl AttackId {
                     .map(|c| c.build(eps))
                     .collect(),
             }),
+        }
+    }
+
+    /// The version of this attack's implementation. It is raised whenever a change can change
+    /// the attack's numbers, and every evaluation's key carries the versions of its attacks, so
+    /// an evaluation computed by an older implementation is never returned as the current
+    /// one's (`registry ls` marks it outdated; `reproduce` and `eval` recompute it).
+    ///
+    /// - 2 (issue 19): `rays` bisects along the L2-normalised direction with `RayS.py`'s
+    ///   tolerance and follows its block schedule; `square` uses AutoAttack's un-rescaled size
+    ///   schedule and 5,000 iterations after the start; `bpda` is judged on g = f∘T;
+    ///   `apgd_ce`/`apgd_t` keep `autopgd_base.py`'s step-size bookkeeping; `aa` through its
+    ///   components.
+    pub fn version(self) -> u32 {
+        match self {
+            AttackId::Rays | AttackId::Square | AttackId::Bpda | AttackId::ApgdCe | AttackId::ApgdT | AttackId::Aa => 2,
+            _ => 1,
         }
     }
 

@@ -236,10 +236,12 @@ pub fn bit_depth(x: &Tensor, bits: u32) -> Result<Tensor> {
 }
 
 /// BPDA (Athalye et al. 2018; SPEC §3 DECISION): PGD-k on the cross-entropy through a
-/// non-differentiable input transform — bit-depth reduction to `bits` bits — applied in the
+/// non-differentiable input transform T — bit-depth reduction to `bits` bits — applied in the
 /// forward pass and replaced by the identity in the backward pass (straight-through). The
-/// adversarial point is judged by the model as evaluated, and flagged broken when the model
-/// misclassifies the transformed point at the end.
+/// defended classifier is g = f∘T, so the verdict ([`Attack::verdict_logits`]) judges the clean
+/// and the adversarial point on g alone: the robust accuracy is g's. (Before issue 19 an example
+/// counted as robust only when f(x), f(x_adv) and f(T(x_adv)) were all correct — the accuracy
+/// of neither classifier.)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bpda {
     /// The ascent.
@@ -259,25 +261,13 @@ impl Attack for Bpda {
             // t + (T(t) − t) with the difference detached: forward T(t), gradient identity.
             Ok(t.f_add(&bit_depth(t, bits)?.f_sub(t)?.f_detach()?)?)
         };
-        let mut final_logits = None;
-        let mut observe = |logits: &Tensor| -> Result<()> {
-            final_logits = Some(logits.shallow_clone());
-            Ok(())
-        };
-        let adv = ascend(
-            model,
-            x,
-            &self.spec,
-            BnMode::Eval,
-            Some(&straight_through),
-            &mut |logits| ce_sum(logits, y),
-            Some(&mut observe),
-        )?;
-        let broken = match final_logits {
-            Some(l) => Some(l.f_argmax(-1, false)?.f_ne_tensor(y)?),
-            None => None,
-        };
-        Ok((adv, broken))
+        let adv =
+            ascend(model, x, &self.spec, BnMode::Eval, Some(&straight_through), &mut |logits| ce_sum(logits, y), None)?;
+        Ok((adv, None))
+    }
+
+    fn verdict_logits(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
+        model.logits(&bit_depth(x, self.bits)?, false)
     }
 }
 

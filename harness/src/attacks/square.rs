@@ -1,6 +1,7 @@
 //! The L∞ Square Attack (Andriushchenko et al. 2020, "Square Attack: a query-efficient
 //! black-box adversarial attack via random search", arXiv:1912.00049), configured as in
-//! AutoAttack's standard version (SPEC §3): margin loss, p_init = 0.8, 5,000 queries.
+//! AutoAttack's standard version (SPEC §3): margin loss, p_init = 0.8, 5,000 iterations after
+//! the stripe start, the square-size schedule not rescaled to the budget.
 //!
 //! Square is score-based: it only reads the model's logits (under `tch::no_grad`, never a
 //! gradient), so it is immune to gradient masking. Every perturbation it proposes lies on a
@@ -38,14 +39,18 @@
 //!   [0, 1] and eps > 0, `clamp(x + eps)` ≠ `clamp(x − eps)`, so a candidate differs from the
 //!   best exactly when some sign in the window changes.) With more than 62 channels the
 //!   redraw is a fresh uniform draw (it repeats the old vector with probability 2^−C).
-//! - **Budget.** `queries` counts every model evaluation of an example, the stripes start
-//!   included: an example that is never broken uses exactly `queries` queries (the start plus
-//!   `queries − 1` iterations; AutoAttack runs `n_queries` iterations after its start).
+//! - **Budget.** As in AutoAttack, `n_queries` is the number of iterations after the stripe
+//!   start: an example that is never broken uses `n_queries + 1` model evaluations (AutoAttack
+//!   standard: 5,001).
 //! - **p schedule.** `p = p_init / 2^k` with k the number of breakpoints 10, 50, 200, 500,
-//!   1000, 2000, 4000, 6000, 8000 strictly below the iteration index, rescaled to a
-//!   10,000-query budget as AutoAttack does (`int(it / n_queries · 10000)`, computed in f64
-//!   exactly like the reference). The iteration index starts at 0 for the first query after
-//!   the start.
+//!   1000, 2000, 4000, 6000, 8000 strictly below the iteration index (0 for the first query
+//!   after the start). AutoAttack builds Square with `resc_schedule=False`, so with 5,000
+//!   iterations p halves after iterations 10, 50, 200, 500, 1000, 2000 and 4000 (SPEC §3);
+//!   `rescale_schedule` maps the index onto a 10,000-query budget first
+//!   (`int(it / n_queries · 10000)`, computed in f64 like the reference), as the Square
+//!   paper's code and torchattacks' `resc_schedule=True` default do. (The harness before
+//!   issue 19 rescaled inside AutoAttack, halving after 5, 25, 100, …: smaller squares
+//!   earlier, a different and weaker search on robust models.)
 //! - **Broken.** An example is broken when the model misclassifies it (`argmax z ≠ y`; margin
 //!   < 0 up to ties); the returned flags are exactly that, at the returned point.
 //! - **Side rounding.** `round` is Python's (ties to even).
@@ -61,10 +66,14 @@ use crate::{Error, Result};
 pub struct Square {
     /// L∞ radius.
     pub eps: f64,
-    /// Query budget per example, the start included (5,000 in AutoAttack standard).
-    pub queries: usize,
+    /// Iterations after the stripe start (AutoAttack's `n_queries`: 5,000 in its standard
+    /// version); an unbroken example costs `n_queries + 1` model evaluations.
+    pub n_queries: usize,
     /// Initial fraction of pixels a square covers (0.8).
     pub p_init: f64,
+    /// Maps the iteration index onto a 10,000-query schedule (`resc_schedule`; false in
+    /// AutoAttack).
+    pub rescale_schedule: bool,
 }
 
 /// What a [`Square::run`] found.
@@ -75,24 +84,22 @@ pub struct SquareOutcome {
     pub adv: Tensor,
     /// Per-example `Kind::Bool` flags: the model misclassifies `adv`.
     pub broken: Tensor,
-    /// Per-example number of model evaluations used (1 ..= budget; exactly the budget for
-    /// examples that were not broken).
+    /// Per-example number of model evaluations used (1 ..= n_queries + 1; exactly
+    /// n_queries + 1 for examples that were not broken).
     pub queries: Vec<i64>,
 }
 
 impl Square {
-    /// AutoAttack's standard configuration: 5,000 queries, p_init = 0.8.
+    /// AutoAttack's standard configuration: 5,000 iterations, p_init = 0.8, the schedule not
+    /// rescaled.
     pub fn standard(eps: f64) -> Square {
-        Square { eps, queries: 5000, p_init: 0.8 }
+        Square { eps, n_queries: 5000, p_init: 0.8, rescale_schedule: false }
     }
 
     fn check(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<()> {
         let bad = |what: String| Err(Error::Invalid(format!("square attack: {what}")));
         if !(self.eps.is_finite() && self.eps >= 0.0) {
             return bad(format!("eps must be finite and non-negative, got {}", self.eps));
-        }
-        if self.queries == 0 {
-            return bad("the query budget must be at least 1 (the start)".into());
         }
         if !(self.p_init > 0.0 && self.p_init <= 1.0) {
             return bad(format!("p_init must be in (0, 1], got {}", self.p_init));
@@ -121,7 +128,6 @@ impl Square {
     fn search(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<SquareOutcome> {
         let (n, c, h, w) = x.size4()?;
         let dev = x.device();
-        let budget = self.queries;
         // Every pixel of every iterate is one of these two values (a vertex of the ball,
         // clamped): the state is the sign tensor `pos` (true: + eps).
         let lo = x.f_sub_scalar(self.eps)?.f_clamp(0.0, 1.0)?;
@@ -141,7 +147,7 @@ impl Square {
             .f_contiguous()?;
         let logits = model.logits(&hi.f_where_self(&pos, &lo)?, false)?;
         let mut broken = misclassified(&logits, y)?;
-        let mut queries = Tensor::f_full([n], budget as i64, (Kind::Int64, dev))?;
+        let mut queries = Tensor::f_full([n], self.n_queries as i64 + 1, (Kind::Int64, dev))?;
         queries = queries.f_masked_fill(&broken, 1)?;
 
         // The active (unbroken) examples, compacted; `idx` maps them back to the batch.
@@ -155,12 +161,12 @@ impl Square {
         let rows = Tensor::f_arange(h, (Kind::Int64, dev))?.f_view([1, 1, h, 1])?;
         let cols = Tensor::f_arange(w, (Kind::Int64, dev))?.f_view([1, 1, 1, w])?;
         let bits = channel_bits(c, dev)?;
-        for it in 0..budget.saturating_sub(1) {
+        for it in 0..self.n_queries {
             let k = idx.size()[0];
             if k == 0 {
                 break;
             }
-            let s = square_side(p_schedule(self.p_init, it, budget), h, w);
+            let s = square_side(p_schedule(self.p_init, it, self.n_queries, self.rescale_schedule), h, w);
             // The square's top-left corner, uniform over all positions, per example.
             let r0 = Tensor::f_randint(h - s + 1, [k, 1, 1, 1], (Kind::Int64, dev))?;
             let c0 = Tensor::f_randint(w - s + 1, [k, 1, 1, 1], (Kind::Int64, dev))?;
@@ -221,12 +227,13 @@ impl Attack for Square {
 }
 
 /// The fraction p of pixels a square covers at iteration `it` (0-based, the start excluded)
-/// of a `n_queries` budget: `p_init / 2^k`, k the number of breakpoints 10, 50, 200, 500, 1000,
-/// 2000, 4000, 6000, 8000 that the iteration index, rescaled to a 10,000-query budget as in
-/// AutoAttack (`int(it / n_queries · 10000)`), exceeds.
-pub(crate) fn p_schedule(p_init: f64, it: usize, n_queries: usize) -> f64 {
+/// of `n_queries` iterations: `p_init / 2^k`, k the number of breakpoints 10, 50, 200, 500,
+/// 1000, 2000, 4000, 6000, 8000 that the iteration index exceeds — the index itself
+/// (AutoAttack, `resc_schedule=False`) or, with `rescale`, the index mapped onto a 10,000-query
+/// budget (`int(it / n_queries · 10000)`).
+pub(crate) fn p_schedule(p_init: f64, it: usize, n_queries: usize, rescale: bool) -> f64 {
     const BREAKPOINTS: [usize; 9] = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000];
-    let scaled = (it as f64 / n_queries.max(1) as f64 * 10000.0) as usize;
+    let scaled = if rescale { (it as f64 / n_queries.max(1) as f64 * 10000.0) as usize } else { it };
     let halvings = BREAKPOINTS.iter().filter(|&&b| scaled > b).count();
     p_init / f64::from(1u32 << halvings)
 }
@@ -376,7 +383,7 @@ mod tests {
         let _g = rng_lock();
         let model = smallcnn_random_head(1);
         let before = crate::checkpoint::digest(&model).unwrap();
-        let attack = Square { eps: EPS, queries: 100, p_init: 0.8 };
+        let attack = Square { eps: EPS, n_queries: 100, p_init: 0.8, rescale_schedule: false };
 
         let x = interior(12);
         let y = predict(&model, &x);
@@ -415,7 +422,7 @@ mod tests {
         // The first four labels are wrong from the start: broken by the first query.
         let wrong = (pred.narrow(0, 0, 4) + 1).remainder(10);
         let y = Tensor::cat(&[wrong, pred.narrow(0, 4, 20)], 0);
-        let attack = Square { eps: 0.02, queries: 150, p_init: 0.8 };
+        let attack = Square { eps: 0.02, n_queries: 150, p_init: 0.8, rescale_schedule: false };
         let out = attack.run(&model, &x, &y).unwrap();
         assert_eq!(out.broken.kind(), Kind::Bool);
         assert_eq!(out.broken.size(), [24]);
@@ -440,32 +447,47 @@ mod tests {
         tch::manual_seed(30);
         let x = uniform(16);
         let y = predict(&probe.net, &x);
-        let budget = 150;
-        let attack = Square { eps: EPS, queries: budget, p_init: 0.8 };
+        let iterations = 150;
+        // The rescaled schedule reaches small squares within this short budget, so some
+        // examples break and some do not.
+        let attack = Square { eps: EPS, n_queries: iterations, p_init: 0.8, rescale_schedule: true };
         let out = attack.run(&probe, &x, &y).unwrap();
         let broken = Vec::<bool>::try_from(&out.broken).unwrap();
         assert_eq!(out.queries.len(), 16);
+        let budget = iterations as i64 + 1; // the stripe start, then every iteration
         for (q, b) in out.queries.iter().zip(&broken) {
-            assert!((1..=budget as i64).contains(q), "{q} queries");
+            assert!((1..=budget).contains(q), "{q} queries");
             if !b {
-                assert_eq!(*q, budget as i64, "an unbroken example must spend the whole budget");
+                assert_eq!(*q, budget, "an unbroken example must spend the whole budget");
             }
         }
         assert!(broken.iter().any(|b| *b) && !broken.iter().all(|b| *b), "{broken:?}");
         // Every model evaluation of an example is counted, and nothing else is queried.
         assert_eq!(probe.rows.get(), out.queries.iter().sum::<i64>());
         assert_eq!(probe.calls.get() as i64, *out.queries.iter().max().unwrap());
-        // One query per example when the budget is 1.
+        // The start alone: one query per example.
         let probe = Probe::new(smallcnn_random_head(3), false);
-        let one = Square { eps: EPS, queries: 1, p_init: 0.8 }.run(&probe, &x, &y).unwrap();
+        let one = Square { eps: EPS, n_queries: 0, p_init: 0.8, rescale_schedule: false }.run(&probe, &x, &y).unwrap();
         assert_eq!(one.queries, vec![1; 16]);
         assert_eq!(probe.calls.get(), 1);
     }
 
     #[test]
-    fn p_schedule_matches_the_paper_and_rescales() {
+    fn p_schedule_halves_at_autoattacks_iterations_and_rescales_only_when_asked() {
         let p = 0.8;
-        let at = |it, n| p_schedule(p, it, n);
+        // AutoAttack standard: 5,000 iterations, resc_schedule=False. p halves after iterations
+        // 10, 50, 200, 500, 1000, 2000 and 4000 (0-based index strictly above the breakpoint).
+        let standard = Square::standard(0.3);
+        assert_eq!(standard, Square { eps: 0.3, n_queries: 5000, p_init: 0.8, rescale_schedule: false });
+        let halvings: Vec<usize> = (1..standard.n_queries)
+            .filter(|&it| {
+                p_schedule(p, it, standard.n_queries, standard.rescale_schedule)
+                    < p_schedule(p, it - 1, standard.n_queries, standard.rescale_schedule)
+            })
+            .collect();
+        assert_eq!(halvings, [11, 51, 201, 501, 1001, 2001, 4001], "first iterations at each smaller p");
+        assert_eq!(p_schedule(p, 4999, 5000, false), p / 128.0);
+        let at = |it, n| p_schedule(p, it, n, true);
         let expected_10k = [
             (0, 1),
             (10, 1),
@@ -491,7 +513,7 @@ mod tests {
         for (it, div) in expected_10k {
             assert_eq!(at(it, 10000), p / div as f64, "it {it} of 10000");
         }
-        // 5,000 queries: the same schedule at half the iteration index.
+        // Rescaled to 5,000 iterations: the same schedule at half the iteration index.
         for (it, div) in [(5, 1), (6, 2), (25, 2), (26, 4), (100, 4), (101, 8), (2000, 64), (2001, 128), (4001, 512)] {
             assert_eq!(at(it, 5000), p / div as f64, "it {it} of 5000");
         }
@@ -502,7 +524,6 @@ mod tests {
         // Python's round: ties to even (sqrt(0.25 · 25) = 2.5 → 2; sqrt(0.0625 · 4) = 0.5 → 0 → 1).
         assert_eq!(square_side(0.25, 5, 5), 2);
         assert_eq!(square_side(0.0625, 2, 2), 1);
-        assert_eq!(Square::standard(0.3), Square { eps: 0.3, queries: 5000, p_init: 0.8 });
     }
 
     #[test]
@@ -514,12 +535,12 @@ mod tests {
         let y = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
         // Nothing is ever accepted (the margin is constant), so the best stays the start and
         // every candidate must differ from it, inside one square of the current side.
-        let budget = 400;
-        let attack = Square { eps: EPS, queries: budget, p_init: 0.8 };
+        let iterations = 400;
+        let attack = Square { eps: EPS, n_queries: iterations, p_init: 0.8, rescale_schedule: false };
         let out = attack.run(&model, &x, &y).unwrap();
-        assert_eq!(out.queries, vec![budget as i64; 3]);
+        assert_eq!(out.queries, vec![iterations as i64 + 1; 3]);
         let inputs = model.inputs.borrow();
-        assert_eq!(inputs.len(), budget);
+        assert_eq!(inputs.len(), iterations + 1);
         let start = &inputs[0];
         assert!(out.adv.equal(start));
         // Stripes: every column constant.
@@ -527,7 +548,7 @@ mod tests {
         assert!(stripes.equal(&stripes.narrow(2, 0, 1).expand_as(&stripes)));
         let mut last_row_or_col_touched = false;
         for (it, cand) in inputs[1..].iter().enumerate() {
-            let s = square_side(p_schedule(0.8, it, budget), 28, 28);
+            let s = square_side(p_schedule(0.8, it, iterations, false), 28, 28);
             let changed = cand.ne_tensor(start).squeeze_dim(1); // [3, 28, 28]
             for i in 0..3 {
                 let ch = changed.get(i);
@@ -568,7 +589,8 @@ mod tests {
         let y = predict(&model, &x);
         let (pgd_adv, _) = Pgd::paper(EPS, 20).perturb(&model, &x, &y).unwrap();
         let pgd_broken = count(&predict(&model, &pgd_adv).ne_tensor(&y));
-        let out = Square { eps: EPS, queries: 200, p_init: 0.8 }.run(&model, &x, &y).unwrap();
+        let out =
+            Square { eps: EPS, n_queries: 200, p_init: 0.8, rescale_schedule: false }.run(&model, &x, &y).unwrap();
         let square_broken = count(&out.broken);
         assert!(square_broken > 0 && square_broken >= pgd_broken, "square {square_broken}, pgd {pgd_broken}");
     }
@@ -579,7 +601,7 @@ mod tests {
         let model = smallcnn_random_head(7);
         let x = uniform(8);
         let y = predict(&model, &x);
-        let attack = Square { eps: EPS, queries: 100, p_init: 0.8 };
+        let attack = Square { eps: EPS, n_queries: 100, p_init: 0.8, rescale_schedule: false };
         tch::manual_seed(70);
         let a = attack.run(&model, &x, &y).unwrap();
         tch::manual_seed(70);
@@ -599,9 +621,8 @@ mod tests {
         let x = uniform(2);
         let y = predict(&model, &x);
         for bad in [
-            Square { eps: -0.1, queries: 10, p_init: 0.8 },
-            Square { eps: EPS, queries: 0, p_init: 0.8 },
-            Square { eps: EPS, queries: 10, p_init: 0.0 },
+            Square { eps: -0.1, n_queries: 10, p_init: 0.8, rescale_schedule: false },
+            Square { eps: EPS, n_queries: 10, p_init: 0.0, rescale_schedule: false },
         ] {
             assert!(matches!(bad.run(&model, &x, &y), Err(Error::Invalid(_))), "{bad:?}");
         }

@@ -183,3 +183,48 @@ fn autoattack_sees_through_saturated_gradients_that_stop_pgd() {
     let (pgd, aa) = (broken(AttackId::Pgd20), broken(AttackId::Aa));
     assert!(aa > pgd + 3, "AutoAttack broke {aa}, PGD-20 {pgd} of 12");
 }
+
+/// Class 1 exactly on the 5-bit grid (every pixel a multiple of 1/31), class 0 off it: the
+/// undefended f and the defended g = f∘T (T the 5-bit reduction) disagree on every image off
+/// the grid, and g answers class 1 everywhere.
+struct OnTheGrid;
+
+impl Classifier for OnTheGrid {
+    fn logits(&self, x: &Tensor, _train: bool) -> crate::Result<Tensor> {
+        // Distance to the grid (differentiable in x: the rounding has zero gradient).
+        let off = x.f_sub(&bit_depth(x, 5)?)?.f_abs()?.f_flatten(1, -1)?.f_amax([1i64].as_slice(), false)?;
+        let threshold = off.f_zeros_like()?.f_add_scalar(1e-6)?;
+        Ok(Tensor::f_stack(&[off, threshold], 1)?.f_mul_scalar(1e4)?)
+    }
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn freeze(&self) -> crate::models::Frozen {
+        crate::models::Frozen::new(Vec::<Tensor>::new())
+    }
+}
+
+#[test]
+fn bpda_reports_the_accuracy_of_the_defended_classifier() {
+    let _g = rng_lock();
+    // Bytes 0..=254 scaled to [0, 1]: most are off the 5-bit grid, so f says 0 and g says 1.
+    let set = |label: u8| crate::data::ImageSet {
+        images: (0..8 * 784).map(|i| ((i * 7 + 3) % 255) as u8).collect(),
+        labels: vec![label; 8],
+        shape: Dataset::Mnist.image_shape(),
+        num_classes: 2,
+    };
+    let bpda = AttackId::Bpda.build(0.3);
+    // Labelled 1: g classifies every point correctly, whatever the attack does (f never does).
+    let r = robust_accuracy(&OnTheGrid, &set(1), bpda.as_ref(), 8, 0).unwrap();
+    assert_eq!((r.correct, r.total), (8, 8), "BPDA must judge g = f∘T, not f");
+    // Labelled 0: f is right on the clean images, g never is; nothing is robust under g.
+    let r = robust_accuracy(&OnTheGrid, &set(0), bpda.as_ref(), 8, 0).unwrap();
+    assert_eq!(r.correct, 0);
+    // PGD-20 attacks f itself: labelled 1, f is wrong on the clean images.
+    let r = robust_accuracy(&OnTheGrid, &set(1), AttackId::Pgd20.build(0.3).as_ref(), 8, 0).unwrap();
+    assert_eq!(r.correct, 0);
+}
