@@ -49,37 +49,15 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "peers"))
-from pytorch_reference import read_mnist_test  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import add_model_args, load_frozen, read_mnist_test, resolve  # noqa: E402
 
-DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1}
 ALL_IDS = ["fgsm", "pgd20", "pgd100", "cw20", "cw100", "apgd_ce", "apgd_t", "fab_t", "square", "aa"]
 NO_COUNTERPART = {
     "pgd_plus": "torchattacks has no any-iterate PGD with restarts",
     "bpda": "torchattacks has no BPDA",
     "infopgd20": "InfoPGD (paper eq. 18) is the harness's own attack",
 }
-
-
-def data_dir(dataset):
-    cache = os.environ.get("INFOAT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "infoat")
-    return os.path.join(os.environ.get("INFOAT_DATA") or os.path.join(cache, "data"), dataset)
-
-
-def test_count(folder):
-    """Number of images in the IDX test labels file (header bytes 4..8, big-endian)."""
-    for name in ("t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"):
-        p = os.path.join(folder, name)
-        if os.path.exists(p):
-            if p.endswith(".gz"):
-                import gzip
-                head = gzip.open(p).read(8)
-            else:
-                head = open(p, "rb").read(8)
-            return int.from_bytes(head[4:8], "big")
-    raise FileNotFoundError(os.path.join(folder, "t10k-labels-idx1-ubyte"))
 
 
 # --- The script's own attack: CW-inf-k (torchattacks has CW only in L2) -------------------------
@@ -160,11 +138,7 @@ def build(attack_id, model, eps, n_classes, seed, aa_impl):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="TorchScript module mapping [0, 1] NCHW float32 images to logits")
-    p.add_argument("--dataset", choices=sorted(DEFAULT_EPS), default="mnist")
-    p.add_argument("--data-dir", help="folder with the IDX test files [default: ~/.cache/infoat/data/<dataset>]")
-    p.add_argument("--eps", type=float, help="L-inf radius [default: 0.3 MNIST, 0.1 Fashion-MNIST]")
-    p.add_argument("--n", type=int, help="first N test images [default: all]")
+    add_model_args(p, None, "first N test images [default: all]")
     p.add_argument("--attacks", default="fgsm,pgd20,cw20", help="comma-separated harness attack ids")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500)
@@ -174,9 +148,7 @@ def main():
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
-    eps = DEFAULT_EPS[a.dataset] if a.eps is None else a.eps
-    folder = a.data_dir or data_dir(a.dataset)
-    n = test_count(folder) if a.n is None else a.n
+    eps, folder, n = resolve(a)
     ids = [s.strip().replace("-", "_") for s in a.attacks.split(",") if s.strip()]
     unknown = [i for i in ids if i not in ALL_IDS and i not in NO_COUNTERPART]
     if unknown:
@@ -185,11 +157,7 @@ def main():
     import torchattacks
 
     x, y = read_mnist_test(folder, n)
-    model = torch.jit.load(a.model, map_location="cpu").eval()
-    # White-box attacks on a fixed model: input gradients only (the harness freezes the
-    # parameters too), so no time goes into weight gradients.
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = load_frozen(a.model)
     batches = [(x[i:i + a.batch_size], y[i:i + a.batch_size]) for i in range(0, n, a.batch_size)]
 
     with torch.no_grad():

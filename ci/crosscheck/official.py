@@ -46,11 +46,8 @@ import warnings
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "peers"))
-sys.path.insert(0, HERE)
-from pytorch_reference import read_mnist_test  # noqa: E402
-from attacks import DEFAULT_EPS, data_dir, test_count  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import add_model_args, load_frozen, read_mnist_test, resolve  # noqa: E402
 
 # harness attack id -> AutoAttack's attacks_to_run
 ATTACKS = {
@@ -99,11 +96,7 @@ def describe(aa, attack_id):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="TorchScript module mapping [0, 1] NCHW float32 images to logits")
-    p.add_argument("--dataset", choices=sorted(DEFAULT_EPS), default="mnist")
-    p.add_argument("--data-dir", help="folder with the IDX test files [default: ~/.cache/infoat/data/<dataset>]")
-    p.add_argument("--eps", type=float, help="L-inf radius [default: 0.3 MNIST, 0.1 Fashion-MNIST]")
-    p.add_argument("--n", type=int, default=500, help="first N test images [default: %(default)s]")
+    add_model_args(p, 500, "first N test images [default: %(default)s]")
     p.add_argument("--attacks", default="apgd_ce,apgd_t,fab_t,square,aa",
                    help=f"comma-separated harness attack ids, of {sorted(ATTACKS)} [default: %(default)s]")
     p.add_argument("--seed", type=int, default=0)
@@ -113,9 +106,7 @@ def main():
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
-    eps = DEFAULT_EPS[a.dataset] if a.eps is None else a.eps
-    folder = a.data_dir or data_dir(a.dataset)
-    n = min(a.n, test_count(folder))
+    eps, folder, n = resolve(a)
     ids = [s.strip().replace("-", "_") for s in a.attacks.split(",") if s.strip()]
     unknown = [i for i in ids if i not in ATTACKS]
     if unknown:
@@ -141,9 +132,7 @@ def main():
         logger.addHandler(h)
 
     x, y = read_mnist_test(folder, n)
-    model = torch.jit.load(a.model, map_location="cpu").eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = load_frozen(a.model)
     with torch.no_grad():
         clean = torch.cat([model(x[i:i + a.batch_size]).argmax(1) == y[i:i + a.batch_size]
                            for i in range(0, n, a.batch_size)])

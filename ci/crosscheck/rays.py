@@ -52,11 +52,8 @@ import warnings
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "peers"))
-sys.path.insert(0, HERE)
-from pytorch_reference import read_mnist_test  # noqa: E402
-from attacks import DEFAULT_EPS, data_dir, test_count  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import add_model_args, load_frozen, read_mnist_test, resolve  # noqa: E402
 
 
 class LabelOracle:
@@ -156,11 +153,7 @@ def rays(oracle, x, y, budget, tol):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="TorchScript module mapping [0, 1] NCHW float32 images to logits")
-    p.add_argument("--dataset", choices=sorted(DEFAULT_EPS), default="mnist")
-    p.add_argument("--data-dir", help="folder with the IDX test files [default: ~/.cache/infoat/data/<dataset>]")
-    p.add_argument("--eps", type=float, help="L-inf radius of the robust verdict [default: 0.3 MNIST, 0.1 Fashion-MNIST]")
-    p.add_argument("--n", type=int, default=500, help="first N test images [default: %(default)s]")
+    add_model_args(p, 500, "first N test images [default: %(default)s]", "L-inf radius of the robust verdict")
     p.add_argument("--budget", type=int, default=10000, help="label queries per example [default: %(default)s]")
     p.add_argument("--tol", type=float, default=1e-3,
                    help="bisection tolerance along s/||s||_2 [default: %(default)s, RayS.py's]")
@@ -169,13 +162,9 @@ def main():
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
-    eps = DEFAULT_EPS[a.dataset] if a.eps is None else a.eps
-    folder = a.data_dir or data_dir(a.dataset)
-    n = min(a.n, test_count(folder))
+    eps, folder, n = resolve(a)
     x, y = read_mnist_test(folder, n)
-    model = torch.jit.load(a.model, map_location="cpu").eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    model = load_frozen(a.model)
     oracle = LabelOracle(model, n, a.batch_size)
 
     t0 = time.perf_counter()

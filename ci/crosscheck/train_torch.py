@@ -35,9 +35,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "peers"))
-from pytorch_reference import read_mnist_test  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import cache_dir, data_dir, read_mnist, read_mnist_test  # noqa: E402
 
 ARCH = "lenet5-32-64-200"
 RECIPE_VERSION = 1  # bump when the training code changes what it produces
@@ -58,33 +57,6 @@ class LeNet(nn.Module):
         return self.fc2(x)
 
 
-def default_data_dir():
-    cache = os.environ.get("INFOAT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "infoat")
-    return os.path.join(os.environ.get("INFOAT_DATA") or os.path.join(cache, "data"), "mnist"), cache
-
-
-def read_mnist_train(folder, n):
-    def read(name):
-        for candidate in (name, name + ".gz"):
-            p = os.path.join(folder, candidate)
-            if os.path.exists(p):
-                if p.endswith(".gz"):
-                    import gzip
-                    return gzip.open(p).read()
-                return open(p, "rb").read()
-        raise FileNotFoundError(f"{os.path.join(folder, name)} (run ci/fetch-data mnist)")
-
-    images = read("train-images-idx3-ubyte")
-    labels = read("train-labels-idx1-ubyte")
-    total = int.from_bytes(labels[4:8], "big")
-    if n > total:
-        raise ValueError(f"--train-n {n}: the training set has {total} images")
-    x = torch.frombuffer(bytearray(images[16:16 + n * 784]), dtype=torch.uint8).reshape(n, 1, 28, 28).float() / 255.0
-    y = torch.frombuffer(bytearray(labels[8:8 + n]), dtype=torch.uint8).long()
-    return x, y
-
-
 def pgd(model, x, y, eps, steps):
     if eps <= 0:
         return x
@@ -100,7 +72,7 @@ def pgd(model, x, y, eps, steps):
 
 
 def main():
-    data_default, cache = default_data_dir()
+    data_default, cache = data_dir("mnist"), cache_dir()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=data_default, help="MNIST IDX folder [default: %(default)s]")
@@ -131,7 +103,7 @@ def main():
         print(f"[train_torch] reusing {path}", file=sys.stderr)
     else:
         torch.manual_seed(a.seed)
-        x, y = read_mnist_train(a.data_dir, a.train_n)
+        x, y = read_mnist(a.data_dir, "train", a.train_n)
         model = LeNet()
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
         n_batches = (a.train_n + a.batch_size - 1) // a.batch_size

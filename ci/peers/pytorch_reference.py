@@ -118,7 +118,9 @@ def read_safetensors(path):
     return out
 
 
-def read_mnist_test(folder, n):
+def read_mnist(folder, split, n):
+    """The first n images and labels of an MNIST-format IDX split ("t10k" test, "train"),
+    images as float32 [n, 1, 28, 28] in [0, 1]."""
     def read(name):
         for candidate in (name, name + ".gz"):
             p = os.path.join(folder, candidate)
@@ -127,13 +129,20 @@ def read_mnist_test(folder, n):
                     import gzip
                     return gzip.open(p).read()
                 return open(p, "rb").read()
-        raise FileNotFoundError(os.path.join(folder, name))
+        raise FileNotFoundError(f"{os.path.join(folder, name)} (run ci/fetch-data)")
 
-    images = read("t10k-images-idx3-ubyte")
-    labels = read("t10k-labels-idx1-ubyte")
+    images = read(f"{split}-images-idx3-ubyte")
+    labels = read(f"{split}-labels-idx1-ubyte")
+    total = int.from_bytes(labels[4:8], "big")
+    if n > total:
+        raise ValueError(f"{n} images asked of the {split} split in {folder}, which has {total}")
     x = torch.frombuffer(bytearray(images[16:16 + n * 784]), dtype=torch.uint8).reshape(n, 1, 28, 28).float() / 255.0
     y = torch.frombuffer(bytearray(labels[8:8 + n]), dtype=torch.uint8).long()
     return x, y
+
+
+def read_mnist_test(folder, n):
+    return read_mnist(folder, "t10k", n)
 
 
 def main():

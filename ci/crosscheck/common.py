@@ -1,0 +1,63 @@
+"""What the cross-check's Python sides share (attacks.py, official.py, rays.py, train_torch.py):
+the cache and data folders as ci/lib.sh lays them out, the datasets' default eps (SPEC §3), the
+model-and-images arguments and their resolution, and loading the TorchScript model frozen."""
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "peers"))
+from pytorch_reference import read_mnist, read_mnist_test  # noqa: E402,F401
+
+DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1}
+
+
+def cache_dir():
+    """$INFOAT_CACHE, else $XDG_CACHE_HOME/infoat, else ~/.cache/infoat (ci/lib.sh)."""
+    return os.environ.get("INFOAT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "infoat")
+
+
+def data_dir(dataset):
+    return os.path.join(os.environ.get("INFOAT_DATA") or os.path.join(cache_dir(), "data"), dataset)
+
+
+def test_count(folder):
+    """Number of images in the IDX test labels file (header bytes 4..8, big-endian)."""
+    for name in ("t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"):
+        p = os.path.join(folder, name)
+        if os.path.exists(p):
+            if p.endswith(".gz"):
+                import gzip
+                head = gzip.open(p).read(8)
+            else:
+                head = open(p, "rb").read(8)
+            return int.from_bytes(head[4:8], "big")
+    raise FileNotFoundError(os.path.join(folder, "t10k-labels-idx1-ubyte"))
+
+
+def add_model_args(p, n_default, n_help, eps_help="L-inf radius"):
+    """The model and the first-N-test-images arguments every attacking side takes."""
+    p.add_argument("model", help="TorchScript module mapping [0, 1] NCHW float32 images to logits")
+    p.add_argument("--dataset", choices=sorted(DEFAULT_EPS), default="mnist")
+    p.add_argument("--data-dir", help="folder with the IDX test files [default: ~/.cache/infoat/data/<dataset>]")
+    p.add_argument("--eps", type=float, help=f"{eps_help} [default: 0.3 MNIST, 0.1 Fashion-MNIST]")
+    p.add_argument("--n", type=int, default=n_default, help=n_help)
+
+
+def resolve(a):
+    """(eps, data folder, n) from add_model_args's arguments; n None means every test image."""
+    eps = DEFAULT_EPS[a.dataset] if a.eps is None else a.eps
+    folder = a.data_dir or data_dir(a.dataset)
+    count = test_count(folder)
+    return eps, folder, count if a.n is None else min(a.n, count)
+
+
+def load_frozen(path):
+    """The TorchScript model in eval mode with its parameters frozen: white-box attacks on a fixed
+    model need input gradients only (the harness freezes the parameters too)."""
+    model = torch.jit.load(path, map_location="cpu").eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
