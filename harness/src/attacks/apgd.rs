@@ -43,7 +43,7 @@ pub enum ApgdLoss {
 /// step size η = 2·eps, and iterates
 /// `z = P(x_k + η sign ∇f(x_k))`, `x_{k+1} = P(x_k + α (z - x_k) + (1 - α)(x_k - x_{k-1}))`
 /// (α = 1 on the first step, 0.75 afterwards; P the projection onto the ball and [0, 1]). At the
-/// checkpoints (paper §3.1, [`checkpoints`]) the step of an example is halved, and its
+/// checkpoints (paper §3.1, `checkpoints`) the step of an example is halved, and its
 /// iterate reset to its best point so far, when (1) its loss increased in at most `rho` of the
 /// steps since the previous checkpoint, or (2) its step was not halved at the previous
 /// checkpoint and its best loss has not improved since then. Where the paper leaves room, the
