@@ -122,7 +122,7 @@ fn empty_evaluations_and_manifestless_bundles_are_refused() {
     let out = infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run = infoat_tests::stdout_json(&out);
-    let hash = run["config_hash"].as_str().unwrap().to_string();
+    let hash = run["record"]["config_hash"].as_str().unwrap().to_string();
     let evals = || {
         let ls = infoat(dir.path()).args(["registry", "ls"]).output().unwrap();
         String::from_utf8_lossy(&ls.stdout).lines().filter(|l| l.starts_with("eval ")).count()
