@@ -26,7 +26,7 @@ torchattacks allows):
     apgd_ce  torchattacks.APGD(eps, loss='ce', steps=100, n_restarts=1)
     apgd_t   torchattacks.APGDT(eps, steps=100, n_classes=10, n_restarts=1)  (9 targets)
     fab_t    torchattacks.FAB(eps, multi_targeted=True, n_classes=10, steps=100, n_restarts=1)
-    square   torchattacks.Square(eps, n_queries=5000, p_init=0.8, n_restarts=1)
+    square   torchattacks.Square(eps, n_queries=5000, p_init=0.8, n_restarts=1, resc_schedule=False)
     aa       --aa-impl standard (default): AutoAttack's standard version (fra31/auto-attack:
              APGD-CE, APGD-T, FAB-T at 100 iterations, Square at 5,000 queries) assembled from
              the four torchattacks attacks above with torchattacks.MultiAttack, each running on
@@ -101,7 +101,7 @@ def build(attack_id, model, eps, n_classes, seed, aa_impl):
 
     def square():
         return ta.Square(model, norm="Linf", eps=eps, n_queries=5000, n_restarts=1, p_init=0.8,
-                         loss="margin", resc_schedule=True, seed=seed)
+                         loss="margin", resc_schedule=False, seed=seed)
 
     if attack_id == "fgsm":
         return ta.FGSM(model, eps=eps), "torchattacks.FGSM(eps)"
@@ -123,7 +123,7 @@ def build(attack_id, model, eps, n_classes, seed, aa_impl):
         return (fab_t(), f"torchattacks.FAB(eps, multi_targeted=True, n_classes={n_classes}, steps=100, "
                 "n_restarts=1)")
     if attack_id == "square":
-        return square(), "torchattacks.Square(eps, n_queries=5000, p_init=0.8, n_restarts=1, loss='margin')"
+        return square(), "torchattacks.Square(eps, n_queries=5000, p_init=0.8, n_restarts=1, loss='margin', resc_schedule=False)"
     if attack_id == "aa":
         if aa_impl == "torchattacks":
             return (ta.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed),
