@@ -1,0 +1,104 @@
+//! `infoat bench`: training-step or attack throughput, the largest batch that fits, or a
+//! device's agreement with CPU fp32.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use infoat_harness::cli::BenchArgs;
+use serde_json::json;
+
+pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
+    use infoat_harness::bench::{self, BenchSpec};
+    let device = a.device.device()?;
+    if a.cudnn_benchmark {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    if a.agreement {
+        let step = infoat_harness::methods::default_eps(a.dataset) / 4.0;
+        let r = bench::agreement(&bench::AgreementSpec {
+            arch: a.arch,
+            dataset: a.dataset,
+            device,
+            precision: a.precision,
+            channels_last: a.channels_last,
+            n: a.n,
+            step,
+            seed: a.seed,
+        })?;
+        if a.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            println!(
+                "{} on {} ({}{}) vs cpu fp32, {} examples: logits rel. max diff {:.2e}, argmax agree {:.4}, \
+                 input-grad sign agree {:.4} (cosine {:.6}), one PGD step (size {:.4}) same direction {:.4}, max diff {:.2e}",
+                r.arch,
+                r.device,
+                r.precision,
+                if r.channels_last { ", channels-last" } else { "" },
+                r.n,
+                r.logits_rel_max_diff,
+                r.argmax_agreement,
+                r.grad_sign_agreement,
+                r.grad_cosine,
+                r.step,
+                r.pgd_step_agreement,
+                r.pgd_step_max_diff
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spec = BenchSpec {
+        arch: a.arch,
+        dataset: a.dataset,
+        method: a.method.config(a.inner_steps),
+        batch_size: a.batch_size,
+        device,
+        precision: a.precision,
+        channels_last: a.channels_last,
+        warmup: a.warmup,
+        steps: a.steps,
+        seed: a.seed,
+        work: a.work,
+    };
+    if a.max_batch {
+        let found = bench::max_batch(&spec, a.max_batch_limit, 8)?;
+        if a.json {
+            println!(
+                "{}",
+                json!({"arch": a.arch.name(), "precision": a.precision, "channels_last": a.channels_last, "max_batch": found, "limit": a.max_batch_limit})
+            );
+        } else {
+            match found {
+                Some(b) if b >= a.max_batch_limit => println!("max batch: at least {b} (the search limit)"),
+                Some(b) => println!("max batch: {b}"),
+                None => println!("max batch: even {} does not fit", a.batch_size),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = bench::throughput(&spec)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        let what = match r.work {
+            bench::Work::TrainStep => format!("{} (PGD-{})", r.method, r.inner_steps),
+            bench::Work::Pgd => format!("{} (PGD-{}, inner maximisation only)", r.method, r.inner_steps),
+            bench::Work::ApgdCe => "APGD-CE attack".to_string(),
+        };
+        println!(
+            "{} {} on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}",
+            r.arch,
+            what,
+            r.device,
+            r.device_name,
+            r.precision,
+            if r.channels_last { ", channels-last" } else { "" },
+            r.batch_size,
+            r.ms_per_step,
+            r.images_per_second,
+            r.epoch_seconds,
+            r.allocator
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

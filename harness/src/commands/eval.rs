@@ -1,0 +1,74 @@
+//! `infoat eval`: a model (run, checkpoint or TorchScript file) under the chosen attacks,
+//! recorded by key.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use infoat_harness::cli::EvalArgs;
+use infoat_harness::pipeline::{self, EvalRequest, ModelSource};
+use infoat_registry::Registry;
+
+pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
+    let source = model_source(&a)?;
+    let req = EvalRequest {
+        source,
+        dataset: a.dataset,
+        data_dir: a.data_dir,
+        device: a.device.device()?,
+        batch_size: a.batch_size,
+        limit: a.limit,
+        attacks: a.attacks.clone(),
+        eps: a.eps,
+        attack_limit: None,
+        seed: a.seed,
+        rays_budget: a.rays_budget,
+        sanity: !a.no_sanity,
+        force: a.registry.force,
+    };
+    let registry = Registry::open(&a.registry.registry)?;
+    let report = pipeline::evaluate(&req, Some(&registry))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let m = &report.model;
+        println!(
+            "{} ({} {} on {}, {} {})\nclean test accuracy {:.2}% ({}/{})",
+            m.path.display(),
+            m.source,
+            m.arch.map_or("external".to_string(), |a| a.to_string()),
+            report.data.dataset,
+            if m.source == "torchscript" { "file sha256" } else { "checkpoint" },
+            m.hash.short(16),
+            100.0 * report.clean.accuracy,
+            report.clean.correct,
+            report.clean.total
+        );
+        for (id, r) in &report.attacks {
+            println!(
+                "{id:<9} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s (attack v{})",
+                100.0 * r.robust.accuracy,
+                r.robust.correct,
+                r.robust.total,
+                r.eps,
+                r.seconds,
+                r.version
+            );
+        }
+        if let Some(w) = report.worst_case_acc {
+            println!("worst case over the attacks {:.2}%", 100.0 * w);
+        }
+        for f in &report.sanity {
+            println!("FLAGGED [{}]: {}", f.check, f.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn model_source(a: &EvalArgs) -> Result<ModelSource> {
+    Ok(match (&a.run, &a.checkpoint, &a.torchscript) {
+        (Some(hash), None, None) => ModelSource::Run { hash: hash.clone() },
+        (None, Some(path), None) => ModelSource::Checkpoint { path: path.clone(), arch: a.arch },
+        (None, None, Some(path)) => ModelSource::TorchScript { path: path.clone() },
+        _ => anyhow::bail!("give exactly one of --run, --checkpoint, --torchscript"),
+    })
+}

@@ -1,0 +1,463 @@
+//! Evaluation workflow: a model (a run, a checkpoint or a TorchScript file) loaded, its clean
+//! accuracy and each attack of the suite measured on the test split, recorded by key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use infoat_registry::records::{new_attempt, pack_flags, unpack_flags};
+use infoat_registry::{AttackResult, ContentHash, EvalFlags, EvalKey, EvalRecord, Registry, SanityRecord};
+use serde::{Deserialize, Serialize};
+
+use super::suite::recorded_version;
+use super::suite::suite_description;
+use super::train::{find_run, recorded_setup};
+use super::{file_hash, identity_of, load_split, now_unix, DataIdentity, EVAL_SEMVER};
+use crate::attacks::AttackId;
+use crate::checkpoint;
+use crate::data::{Dataset, Split};
+use crate::env::{fingerprint, Fingerprint};
+use crate::eval::{accuracy_of, clean_flags, robust_run, Accuracy};
+use crate::methods::default_eps;
+use crate::models::{Arch, Classifier, Network, ScriptModel};
+use crate::sanity::SanityFlag;
+use crate::{Error, Result};
+
+/// One attack's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackReport {
+    /// Robust accuracy as a fraction in [0, 1] (`robust.accuracy`).
+    pub robust_acc: f64,
+    /// Robust accuracy on the attacked images, with counts.
+    pub robust: Accuracy,
+    /// L∞ radius.
+    pub eps: f64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Model forward passes per attacked example (the attack's cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_passes: Option<f64>,
+    /// Average L∞ distance to the decision boundary over the attacked examples (RayS's ADBD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adbd: Option<f64>,
+    /// The version of the attack's implementation that computed this ([`AttackId::version`]).
+    pub version: u32,
+    /// Per attacked example, in order: `1` robust, `0` not (empty when a stored evaluation
+    /// has no flags).
+    pub flags: String,
+    /// RayS's per-example L∞ boundary distances (fresh evaluations only; the registry keeps
+    /// their average).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distances: Option<Vec<f64>>,
+}
+
+/// Where the model under evaluation comes from (issue 4, "Any model").
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A complete harness run in the registry, by config hash (a unique prefix is enough).
+    Run {
+        /// The config hash or a unique prefix of it.
+        hash: String,
+    },
+    /// A safetensors checkpoint with PyTorch `state_dict` names.
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its architecture; taken from the checkpoint's recorded config when `None`.
+        arch: Option<Arch>,
+    },
+    /// A TorchScript module mapping [0, 1] NCHW float32 images to logits.
+    TorchScript {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What was evaluated: enough to find it again and to know it is the same model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// `run`, `checkpoint` or `torchscript`.
+    pub source: String,
+    /// The model file.
+    pub path: PathBuf,
+    /// The checkpoint digest (sha256 over tensors sorted by name, recomputed on load) or, for
+    /// TorchScript, the sha256 of the file, whose code is part of the model.
+    pub hash: ContentHash,
+    /// The harness architecture; `None` for an external TorchScript model.
+    pub arch: Option<Arch>,
+    /// The run's config hash when the model is a harness run.
+    pub config_hash: Option<ContentHash>,
+}
+
+/// The result of evaluating a model on test data.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// The evaluation's registry key (model, attack suite, data and subset, seed).
+    pub key: ContentHash,
+    /// True when the registry already held this evaluation and nothing was attacked.
+    pub reused: bool,
+    /// The model evaluated.
+    pub model: ModelIdentity,
+    /// The test data.
+    pub data: DataIdentity,
+    /// Number of test images evaluated clean.
+    pub n: usize,
+    /// Clean accuracy as a fraction in [0, 1] (`clean.accuracy`).
+    pub clean_acc: f64,
+    /// Clean accuracy, with counts.
+    pub clean: Accuracy,
+    /// Each attack's result, by attack id.
+    pub attacks: BTreeMap<String, AttackReport>,
+    /// Per-example worst case over all attacks run (robust to every one of them), on the
+    /// attacked images; `None` when no attack ran.
+    pub worst_case_acc: Option<f64>,
+    /// Per-example robustness under the worst case (`1` robust, `0` not), in test-set order,
+    /// as a string of digits; empty when no attack ran.
+    pub worst_case_flags: String,
+    /// True when a sanity check tripped: these numbers may overstate robustness.
+    pub flagged: bool,
+    /// The sanity checks that tripped ([`crate::sanity`]).
+    pub sanity: Vec<SanityFlag>,
+    /// Wall-clock seconds of the evaluation (of the original one when reused).
+    pub seconds: f64,
+    /// Where it ran.
+    pub env: Fingerprint,
+}
+
+/// What to evaluate and on what.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// The model.
+    pub source: ModelSource,
+    /// The dataset; taken from the run or the checkpoint's recorded config when `None`
+    /// (required for TorchScript).
+    pub dataset: Option<Dataset>,
+    /// Data directory; the run's, or the dataset's default cache folder, when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Device.
+    pub device: tch::Device,
+    /// Evaluation batch size.
+    pub batch_size: usize,
+    /// Evaluate only the first N test images.
+    pub limit: Option<usize>,
+    /// Attacks to run after clean accuracy.
+    pub attacks: Vec<AttackId>,
+    /// Their L∞ radius; default: the dataset's (SPEC §1).
+    pub eps: Option<f64>,
+    /// Attack only the first N of the evaluated images.
+    pub attack_limit: Option<usize>,
+    /// Seed of the attacks' random starts.
+    pub seed: u64,
+    /// RayS queries per example; default [`crate::attacks::RAYS_DEFAULT_BUDGET`].
+    pub rays_budget: Option<usize>,
+    /// Run the model-probing sanity checks ([`crate::sanity::probe_model`]).
+    pub sanity: bool,
+    /// Evaluate again even when the registry holds this evaluation (both records are kept).
+    pub force: bool,
+}
+
+type Loaded = (Box<dyn Classifier>, ModelIdentity, Dataset, Option<PathBuf>);
+
+pub(super) fn load_checkpoint(
+    path: &Path,
+    arch: Option<Arch>,
+    dataset: Option<Dataset>,
+    device: tch::Device,
+) -> Result<(Network, Arch, Dataset, ContentHash)> {
+    let (rec_arch, rec_ds) = recorded_setup(path)?;
+    let need = |what: &str| {
+        Error::Invalid(format!(
+            "{} records no {what}; pass --{what} (it was not written by `infoat train`)",
+            path.display()
+        ))
+    };
+    let arch = arch.or(rec_arch).ok_or_else(|| need("arch"))?;
+    let dataset = dataset.or(rec_ds).ok_or_else(|| need("dataset"))?;
+    let mut model = Network::new(arch, dataset.image_shape(), dataset.num_classes(), device)?;
+    let loaded = checkpoint::load_into(&mut model, path)?;
+    Ok((model, arch, dataset, loaded.hash))
+}
+
+/// Loads the model a source names, for `dataset` (`None`: the recorded one).
+fn load_model(
+    source: &ModelSource,
+    registry: Option<&Registry>,
+    dataset: Option<Dataset>,
+    device: tch::Device,
+) -> Result<Loaded> {
+    Ok(match source {
+        ModelSource::Run { hash } => {
+            let registry = registry.ok_or_else(|| Error::Invalid("--run needs a registry".into()))?;
+            let run = find_run(registry, hash)?;
+            let cfg = run.config()?;
+            let ds = dataset.unwrap_or(cfg.data.dataset);
+            let (model, arch, ds, h) = load_checkpoint(&run.checkpoint_path, Some(cfg.model.arch), Some(ds), device)?;
+            let identity = ModelIdentity {
+                source: "run".into(),
+                path: run.checkpoint_path.clone(),
+                hash: h,
+                arch: Some(arch),
+                config_hash: Some(run.record.config_hash),
+            };
+            (Box::new(model), identity, ds, run.data_dir())
+        }
+        ModelSource::Checkpoint { path, arch } => {
+            let (model, arch, ds, h) = load_checkpoint(path, *arch, dataset, device)?;
+            let identity = ModelIdentity {
+                source: "checkpoint".into(),
+                path: path.clone(),
+                hash: h,
+                arch: Some(arch),
+                config_hash: None,
+            };
+            (Box::new(model), identity, ds, None)
+        }
+        ModelSource::TorchScript { path } => {
+            let ds = dataset.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: a TorchScript model records no dataset; pass --dataset (e.g. --dataset mnist)",
+                    path.display()
+                ))
+            })?;
+            let shape = ds.image_shape();
+            let model =
+                ScriptModel::load(path, device, [shape.channels as i64, shape.height as i64, shape.width as i64])?;
+            if model.num_classes() != ds.num_classes() {
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!(
+                        "the module outputs {} logits but {} has {} classes",
+                        model.num_classes(),
+                        ds.name(),
+                        ds.num_classes()
+                    ),
+                });
+            }
+            let identity = ModelIdentity {
+                source: "torchscript".into(),
+                path: path.clone(),
+                hash: file_hash(path)?,
+                arch: None,
+                config_hash: None,
+            };
+            (Box::new(model), identity, ds, None)
+        }
+    })
+}
+
+pub(super) fn digits(flags: &[bool]) -> String {
+    flags.iter().map(|&f| if f { '1' } else { '0' }).collect()
+}
+
+fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHash) -> Result<EvalReport> {
+    let bad = |what: &str| Error::Invalid(format!("registry eval record {key}: {what}; rerun with --force"));
+    let model: ModelIdentity =
+        serde_json::from_value(rec.model.clone()).map_err(|_| bad("model identity unreadable"))?;
+    let data: DataIdentity = serde_json::from_value(rec.data.clone()).map_err(|_| bad("data identity unreadable"))?;
+    let correct = (rec.clean_acc * rec.n as f64).round() as usize;
+    let attacks = rec
+        .attacks
+        .iter()
+        .map(|(id, a)| {
+            let robust = Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc };
+            let version = serde_json::from_value::<AttackId>(serde_json::json!(id))
+                .map_or(1, |attack| recorded_version(&rec.suite, attack));
+            let flags = flags
+                .as_ref()
+                .and_then(|f| f.attacks.get(id))
+                .and_then(|f| unpack_flags(f))
+                .map(|f| digits(&f))
+                .unwrap_or_default();
+            (
+                id.clone(),
+                AttackReport {
+                    robust_acc: a.robust_acc,
+                    robust,
+                    eps: a.eps,
+                    seconds: a.seconds,
+                    forward_passes: a.forward_passes,
+                    adbd: a.adbd,
+                    version,
+                    flags,
+                    distances: None,
+                },
+            )
+        })
+        .collect();
+    let worst = flags.and_then(|f| unpack_flags(&f.worst_case)).map(|w| digits(&w)).unwrap_or_default();
+    Ok(EvalReport {
+        key,
+        reused: true,
+        model,
+        data,
+        n: rec.n,
+        clean_acc: rec.clean_acc,
+        clean: Accuracy { total: rec.n, correct, accuracy: rec.clean_acc },
+        attacks,
+        worst_case_acc: rec.worst_case_acc,
+        worst_case_flags: worst,
+        flagged: !rec.sanity.is_empty(),
+        sanity: rec.sanity.iter().map(|s| SanityFlag { check: s.check.clone(), message: s.message.clone() }).collect(),
+        seconds: rec.seconds,
+        env: rec.env.clone(),
+    })
+}
+
+/// Evaluates a model: clean accuracy on the test split, then each attack on the first
+/// `attack_limit` test images, the per-example worst case and the sanity checks. With a
+/// registry, an evaluation under the same key is returned from it instead of being redone
+/// (unless `force`), and a new one is recorded.
+pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalReport> {
+    let start = Instant::now();
+    // An evaluation of no example is an error, not a 0 % result (and is never recorded).
+    for (what, n) in [("--n (the test images evaluated)", req.limit), ("the attacked subset", req.attack_limit)] {
+        if n == Some(0) {
+            return Err(Error::Invalid(format!(
+                "{what} = 0: an evaluation needs at least one example; give a positive count or omit it for the whole test set"
+            )));
+        }
+    }
+    // Attacks run in IEEE float32 whatever the model was trained in: TF32 or bf16 change the
+    // direction of a few percent of the input-gradient signs (docs/performance.md).
+    crate::precision::configure_backends(crate::precision::Precision::Fp32);
+    let (model, identity, dataset, run_data_dir) = load_model(&req.source, registry, req.dataset, req.device)?;
+    let model = model.as_ref();
+    let data_dir = req.data_dir.clone().or(run_data_dir);
+    let (test, dir) = load_split(dataset, data_dir.as_deref(), Split::Test)?;
+    let test = match req.limit {
+        Some(n) => test.take(n),
+        None => test,
+    };
+    if test.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the {dataset} test set in {} holds no example: there is nothing to evaluate; check the data folder",
+            dir.display()
+        )));
+    }
+    let eps = req.eps.unwrap_or(default_eps(dataset));
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::Invalid(format!("--eps {eps}: expected a finite radius ≥ 0 (e.g. 0.3 or 0.031372549)")));
+    }
+    let data = identity_of(dataset, &dir, Split::Test, &test);
+    let attacked_n = req.attack_limit.map_or(test.len(), |n| n.min(test.len()));
+    let rays_budget = req.rays_budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
+    let suite = suite_description(&req.attacks, eps, req.batch_size, req.sanity, rays_budget);
+    let key = EvalKey {
+        model_hash: identity.hash,
+        suite_hash: infoat_registry::config_hash("eval-suite", &suite)?,
+        data: format!("{}/test/{}", dataset.name(), data.fingerprint),
+        subset: format!("{}/{attacked_n}", test.len()),
+        seed: req.seed,
+    };
+    let key_hash = key.hash()?;
+    if let (Some(reg), false) = (registry, req.force) {
+        if let Some(rec) = reg.find_eval(&key_hash, EVAL_SEMVER)? {
+            let flags = reg.eval_flags(&rec)?;
+            return report_from_record(&rec, flags, key_hash);
+        }
+    }
+
+    let clean_ok = clean_flags(model, &test, req.batch_size)?;
+    let clean = accuracy_of(&clean_ok);
+    // Only a subset is copied; without a limit the attacks read the test set itself.
+    let subset = req.attack_limit.map(|n| test.take(n));
+    let attacked = subset.as_ref().unwrap_or(&test);
+    let mut attacks = BTreeMap::new();
+    let mut attack_flags = BTreeMap::new();
+    let mut counts = BTreeMap::new();
+    let mut worst: Option<Vec<bool>> = None;
+    for id in &req.attacks {
+        let t = Instant::now();
+        let attack = id.build_with(eps, rays_budget);
+        let run = robust_run(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
+        let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
+        let (flags, forward_passes) = (run.flags, run.forward_passes);
+        let robust = accuracy_of(&flags);
+        attack_flags.insert(id.name().to_string(), pack_flags(&flags));
+        let flag_digits = digits(&flags);
+        worst = Some(match worst {
+            Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
+            None => flags,
+        });
+        counts.insert(id.name().to_string(), (robust.correct, robust.total));
+        attacks.insert(
+            id.name().to_string(),
+            AttackReport {
+                robust_acc: robust.accuracy,
+                robust,
+                eps,
+                seconds: t.elapsed().as_secs_f64(),
+                forward_passes: Some(forward_passes),
+                adbd,
+                version: id.version(),
+                flags: flag_digits,
+                distances: run.distances,
+            },
+        );
+    }
+    let mut sanity = crate::sanity::compare_attacks(&counts);
+    if req.sanity && !req.attacks.is_empty() {
+        sanity.extend(crate::sanity::probe_model(model, attacked, req.batch_size, req.seed)?);
+    }
+    let report = EvalReport {
+        key: key_hash,
+        reused: false,
+        model: identity,
+        data,
+        n: clean.total,
+        clean_acc: clean.accuracy,
+        clean,
+        attacks,
+        worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
+        worst_case_flags: digits(worst.as_deref().unwrap_or(&[])),
+        flagged: !sanity.is_empty(),
+        sanity,
+        seconds: start.elapsed().as_secs_f64(),
+        env: fingerprint(req.device),
+    };
+    if let Some(reg) = registry {
+        let record = EvalRecord {
+            key,
+            attempt: new_attempt(),
+            eval_semver: EVAL_SEMVER.to_string(),
+            model: serde_json::to_value(&report.model)?,
+            config_hash: report.model.config_hash,
+            suite,
+            data: serde_json::to_value(&report.data)?,
+            n: report.n,
+            clean_acc: report.clean_acc,
+            attacks: report
+                .attacks
+                .iter()
+                .map(|(id, a)| {
+                    let r = AttackResult {
+                        robust_acc: a.robust_acc,
+                        correct: a.robust.correct,
+                        total: a.robust.total,
+                        eps: a.eps,
+                        seconds: a.seconds,
+                        forward_passes: a.forward_passes,
+                        adbd: a.adbd,
+                    };
+                    (id.clone(), r)
+                })
+                .collect(),
+            worst_case_acc: report.worst_case_acc,
+            sanity: report
+                .sanity
+                .iter()
+                .map(|s| SanityRecord { check: s.check.clone(), message: s.message.clone() })
+                .collect(),
+            seconds: report.seconds,
+            finished_unix: now_unix(),
+            env: report.env.clone(),
+        };
+        let flags = EvalFlags {
+            clean: pack_flags(&clean_ok),
+            attacks: attack_flags,
+            worst_case: pack_flags(worst.as_deref().unwrap_or(&[])),
+        };
+        reg.put_eval(&record, &flags)?;
+    }
+    Ok(report)
+}
