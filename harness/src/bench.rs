@@ -158,7 +158,7 @@ impl Rig {
             shape,
             num_classes: k,
         };
-        let eps = crate::methods::default_eps(spec.dataset);
+        let eps = spec.dataset.default_eps();
         Ok(Rig { model, method, opt, batch: Batch { x, y }, pool, eps, device: spec.device })
     }
 
@@ -168,7 +168,7 @@ impl Rig {
         let spec = crate::attacks::PgdSpec {
             eps: self.eps,
             steps,
-            step_size: self.eps / 4.0,
+            step_size: crate::attacks::default_step(self.eps),
             start: crate::attacks::Start::Uniform,
         };
         let y = &self.batch.y;

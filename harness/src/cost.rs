@@ -17,7 +17,8 @@ use crate::config::{DeviceChoice, RunConfig};
 use crate::data::Dataset;
 use crate::methods::MethodConfig;
 use crate::models::Arch;
-use crate::preset::{EvalPlan, PresetRun};
+use crate::pipeline::SuiteRequest;
+use crate::preset::PresetRun;
 use crate::{Error, Result};
 
 const THROUGHPUT: &str = include_str!("../../fixtures/costs/throughput.toml");
@@ -168,19 +169,17 @@ pub fn train_passes(cfg: &RunConfig) -> f64 {
 }
 
 /// Evaluation passes of a preset run's plan (clean accuracy, white-box and black-box suites).
-pub fn eval_passes(cfg: &RunConfig, plan: &EvalPlan) -> f64 {
+pub fn eval_passes(run: &PresetRun) -> Result<f64> {
+    let cfg = &run.config;
     let (_, test) = split_sizes(cfg.data.dataset);
-    let test = cfg.data.test_limit.map_or(test, |n| n.min(test)) as f64;
-    let suite = |attacks: &[AttackId], limit: Option<usize>, budget: Option<usize>| -> f64 {
-        let n = limit.map_or(test, |l| (l as f64).min(test));
-        let budget = budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
-        attacks.iter().map(|a| attack_passes(*a, budget)).sum::<f64>() * n
-    };
-    let mut passes = test * FORWARD_ONLY + suite(&plan.attacks, plan.limit, plan.rays_budget);
-    if let Some(bb) = &plan.black_box {
-        passes += test * FORWARD_ONLY + suite(&bb.attacks, bb.limit, bb.rays_budget);
+    let test = cfg.data.test_limit.map_or(test, |n| n.min(test));
+    let suites = std::iter::once(SuiteRequest::white_box(run)).chain(SuiteRequest::black_box(run));
+    let mut passes = 0.0;
+    for s in suites {
+        let suite = s.resolve(cfg.data.dataset)?;
+        passes += test as f64 * FORWARD_ONLY + suite.forward_passes(suite.subset(test).attacked as f64);
     }
-    passes
+    Ok(passes)
 }
 
 /// The estimated cost of a preset run: training (unless `trained`) and evaluation (unless
@@ -189,7 +188,7 @@ pub fn estimate(run: &PresetRun, trained: bool, evaluated: bool) -> Result<(Cost
     let device = CostDevice::of(&run.config);
     let rate = passes_per_s(run.config.model.arch, device)?.passes_per_s;
     let train_s = if trained { 0.0 } else { train_passes(&run.config) / rate };
-    let eval_s = if evaluated { 0.0 } else { eval_passes(&run.config, &run.eval) / rate };
+    let eval_s = if evaluated { 0.0 } else { eval_passes(run)? / rate };
     Ok((device, Cost { train_s, eval_s }))
 }
 

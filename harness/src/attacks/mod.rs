@@ -76,6 +76,23 @@ pub trait Attack {
 /// 40,000).
 pub const RAYS_DEFAULT_BUDGET: usize = 10_000;
 
+/// The PGD step size where a config or attack names none: eps/4 (SPEC §1, paper §4.1), for the
+/// training attack as for PGD-20/100 and CW in evaluation.
+pub fn default_step(eps: f64) -> f64 {
+    eps / 4.0
+}
+
+/// Checks an L∞ radius on images in [0, 1]: finite and in (0, 1] (0 is no threat, and at 1 the
+/// ball already holds every image). The error says what was expected; the caller names where
+/// the radius came from.
+pub fn check_eps(eps: f64) -> std::result::Result<f64, String> {
+    if eps.is_finite() && eps > 0.0 && eps <= 1.0 {
+        Ok(eps)
+    } else {
+        Err(format!("expected a radius in (0, 1] (e.g. 0.3 on MNIST, 0.031372549 = 8/255 on CIFAR), got {eps}"))
+    }
+}
+
 /// The evaluation attacks a preset or `infoat eval` can name (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

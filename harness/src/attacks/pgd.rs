@@ -141,7 +141,7 @@ pub struct Pgd {
 impl Pgd {
     /// PGD-`steps` with step eps/4 and a uniform start, as the paper evaluates.
     pub fn paper(eps: f64, steps: usize) -> Pgd {
-        Pgd { spec: PgdSpec { eps, steps, step_size: eps / 4.0, start: Start::Uniform } }
+        Pgd { spec: PgdSpec { eps, steps, step_size: super::default_step(eps), start: Start::Uniform } }
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     if a.agreement {
-        let step = infoat_harness::methods::default_eps(a.dataset) / 4.0;
+        let step = infoat_harness::attacks::default_step(a.dataset.default_eps());
         let r = bench::agreement(&bench::AgreementSpec {
             arch: a.arch,
             dataset: a.dataset,

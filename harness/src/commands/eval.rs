@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use infoat_harness::cli::EvalArgs;
-use infoat_harness::pipeline::{self, EvalRequest, ModelSource};
+use infoat_harness::pipeline::{self, EvalRequest, ModelSource, SuiteRequest};
 use infoat_registry::Registry;
 
 pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
@@ -15,14 +15,16 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
         dataset: a.dataset,
         data_dir: a.data_dir,
         device: a.device.device()?,
-        batch_size: a.batch_size,
         limit: a.limit,
-        attacks: a.attacks.clone(),
-        eps: a.eps,
-        attack_limit: None,
-        seed: a.seed,
-        rays_budget: a.rays_budget,
-        sanity: !a.no_sanity,
+        suite: SuiteRequest {
+            attacks: a.attacks.clone(),
+            eps: a.eps,
+            rays_budget: a.rays_budget,
+            attack_limit: None,
+            batch_size: a.batch_size,
+            sanity: !a.no_sanity,
+            seed: a.seed,
+        },
         force: a.registry.force,
     };
     let registry = Registry::open(&a.registry.registry)?;

@@ -33,21 +33,22 @@ pub(crate) fn run(a: RegressArgs, progress: Progress) -> Result<ExitCode> {
     };
     let result = (|| -> Result<ExitCode> {
         let registry = Registry::open(&registry_path)?;
-        let mut plan = Vec::new();
-        let mut failed = Vec::new();
-        for run in &preset.runs {
-            if progress == Progress::Bar {
-                eprintln!("== regress {} / {} ==", preset.name, run.name);
-            }
-            match pipeline::reproduce_run(run, &registry, false, progress) {
-                Ok(out) => plan.push(infoat_reports::regress::PlannedRun {
+        let (plan, failed) = pipeline::preset::keep_going(
+            &preset.runs,
+            |run| {
+                if progress == Progress::Bar {
+                    eprintln!("== regress {} / {} ==", preset.name, run.name);
+                }
+                let out = pipeline::reproduce_run(run, &registry, false, progress)?;
+                Ok(infoat_reports::regress::PlannedRun {
                     name: run.name.clone(),
                     config_hash: out.config_hash,
                     eval_keys: std::iter::once(out.eval_key).chain(out.black_box_eval_key).collect(),
-                }),
-                Err(e) => failed.push(format!("{}: the rerun failed: {:#}", run.name, anyhow::Error::from(e))),
-            }
-        }
+                })
+            },
+            |_| {},
+        );
+        let failed: Vec<String> = failed.iter().map(|f| format!("{}: the rerun failed: {}", f.run, f.error)).collect();
         if a.write_baseline {
             anyhow::ensure!(
                 failed.is_empty(),

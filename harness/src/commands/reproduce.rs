@@ -36,33 +36,26 @@ pub(crate) fn run(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
         return dry_run(&preset, &registry, a.json);
     }
     super::import_published(&registry)?;
-    let mut rows = Vec::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
-    for run in &preset.runs {
-        if progress == Progress::Bar {
-            eprintln!("== {} / {} ==", preset.name, run.name);
-        }
-        let out = match pipeline::reproduce_run(run, &registry, a.registry.force, progress) {
-            Ok(out) => out,
-            Err(e) => {
-                // Keep going: one missing dataset or diverged run must not cost the others.
-                let message = format!("{:#}", anyhow::Error::from(e));
-                eprintln!("FAILED run '{}' of preset '{}': {message}", run.name, preset.name);
-                failed.push((run.name.clone(), message));
-                continue;
+    let (rows, failed) = pipeline::preset::keep_going(
+        &preset.runs,
+        |run| {
+            if progress == Progress::Bar {
+                eprintln!("== {} / {} ==", preset.name, run.name);
             }
-        };
-        if progress == Progress::Bar && (out.reused || out.eval_reused) {
-            // On stderr, so that a rerun's stdout is identical to the first run's.
-            let what = match (out.reused, out.eval_reused) {
-                (true, true) => "training and evaluation",
-                (true, false) => "training",
-                _ => "evaluation",
-            };
-            eprintln!("reused from the registry: {what}");
-        }
-        rows.push(out);
-    }
+            let out = pipeline::reproduce_run(run, &registry, a.registry.force, progress)?;
+            if progress == Progress::Bar && (out.reused || out.eval_reused) {
+                // On stderr, so that a rerun's stdout is identical to the first run's.
+                let what = match (out.reused, out.eval_reused) {
+                    (true, true) => "training and evaluation",
+                    (true, false) => "training",
+                    _ => "evaluation",
+                };
+                eprintln!("reused from the registry: {what}");
+            }
+            Ok(out)
+        },
+        |f| eprintln!("FAILED run '{}' of preset '{}': {}", f.run, preset.name, f.error),
+    );
     let missed: usize = rows.iter().map(|r| r.missed.len()).sum();
     let selection = infoat_reports::Selection {
         tables: Vec::new(),
@@ -86,7 +79,6 @@ pub(crate) fn run(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     )
     .context("writing the preset's report")?;
     if a.json {
-        let failed: Vec<_> = failed.iter().map(|(run, error)| json!({ "run": run, "error": error })).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(
@@ -95,8 +87,8 @@ pub(crate) fn run(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
         );
     } else {
         print_preset_table(&preset, &rows);
-        for (run, error) in &failed {
-            println!("{run:<24} FAILED: {error}");
+        for f in &failed {
+            println!("{:<24} FAILED: {}", f.run, f.error);
         }
         let paths: Vec<String> = report.iter().map(|p| p.display().to_string()).collect();
         println!("report: {}", paths.join(", "));

@@ -80,23 +80,12 @@ impl Default for InnerConfig {
     }
 }
 
-/// The L∞ radius SPEC §1 uses for a dataset.
-pub fn default_eps(dataset: Dataset) -> f64 {
-    match dataset {
-        Dataset::Mnist => 0.3,
-        Dataset::FashionMnist => 0.1,
-        _ => 8.0 / 255.0,
-    }
-}
-
 impl InnerConfig {
     fn resolve(&mut self, dataset: Dataset, start: Start) -> std::result::Result<(), String> {
-        let eps = *self.eps.get_or_insert(default_eps(dataset));
-        let step = *self.step_size.get_or_insert(eps / 4.0);
+        let eps = *self.eps.get_or_insert(dataset.default_eps());
+        let step = *self.step_size.get_or_insert(crate::attacks::default_step(eps));
         self.start.get_or_insert(start);
-        if !(eps.is_finite() && eps > 0.0 && eps <= 1.0) {
-            return Err(format!("method.inner.eps must be in (0, 1], got {eps}"));
-        }
+        crate::attacks::check_eps(eps).map_err(|e| format!("method.inner.eps: {e}"))?;
         if !(step.is_finite() && step > 0.0) {
             return Err(format!("method.inner.step_size must be positive, got {step}"));
         }

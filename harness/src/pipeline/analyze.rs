@@ -11,7 +11,6 @@ use super::train::find_run;
 use super::{load_split, now_unix};
 use crate::data::Split;
 use crate::env::fingerprint;
-use crate::methods::default_eps;
 use crate::{Error, Result};
 
 /// Which of the paper's analyses (issue 10).
@@ -71,7 +70,7 @@ pub fn analyze(req: &AnalysisRequest, registry: &Registry) -> Result<(infoat_reg
     let cfg = run.config()?;
     let device = cfg.device.device()?;
     let ds = cfg.data.dataset;
-    let eps = req.eps.unwrap_or(default_eps(ds));
+    let eps = req.eps.unwrap_or(ds.default_eps());
     let params = match req.figure {
         Figure::Fig1 => serde_json::to_value(fig1::Fig1Params {
             n: req.n.unwrap_or(1000),

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use infoat_registry::records::{new_attempt, pack_flags, unpack_flags};
-use infoat_registry::{AttackResult, ContentHash, EvalFlags, EvalKey, EvalRecord, Registry, SanityRecord};
+use infoat_registry::{AttackResult, ContentHash, EvalFlags, EvalRecord, Registry, SanityRecord};
 use serde::{Deserialize, Serialize};
 
 use super::suite::recorded_version;
-use super::suite::suite_description;
+use super::suite::SuiteRequest;
 use super::train::{find_run, recorded_setup};
 use super::{file_hash, identity_of, load_split, now_unix, DataIdentity, EVAL_SEMVER};
 use crate::attacks::AttackId;
@@ -18,7 +18,6 @@ use crate::checkpoint;
 use crate::data::{Dataset, Split};
 use crate::env::{fingerprint, Fingerprint};
 use crate::eval::{accuracy_of, clean_flags, robust_run, Accuracy};
-use crate::methods::default_eps;
 use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::sanity::SanityFlag;
 use crate::{Error, Result};
@@ -136,22 +135,10 @@ pub struct EvalRequest {
     pub data_dir: Option<PathBuf>,
     /// Device.
     pub device: tch::Device,
-    /// Evaluation batch size.
-    pub batch_size: usize,
     /// Evaluate only the first N test images.
     pub limit: Option<usize>,
-    /// Attacks to run after clean accuracy.
-    pub attacks: Vec<AttackId>,
-    /// Their L∞ radius; default: the dataset's (SPEC §1).
-    pub eps: Option<f64>,
-    /// Attack only the first N of the evaluated images.
-    pub attack_limit: Option<usize>,
-    /// Seed of the attacks' random starts.
-    pub seed: u64,
-    /// RayS queries per example; default [`crate::attacks::RAYS_DEFAULT_BUDGET`].
-    pub rays_budget: Option<usize>,
-    /// Run the model-probing sanity checks ([`crate::sanity::probe_model`]).
-    pub sanity: bool,
+    /// The attack suite, resolved on the model's dataset ([`SuiteRequest::resolve`]).
+    pub suite: SuiteRequest,
     /// Evaluate again even when the registry holds this evaluation (both records are kept).
     pub force: bool,
 }
@@ -310,7 +297,7 @@ fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHa
 pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalReport> {
     let start = Instant::now();
     // An evaluation of no example is an error, not a 0 % result (and is never recorded).
-    for (what, n) in [("--n (the test images evaluated)", req.limit), ("the attacked subset", req.attack_limit)] {
+    for (what, n) in [("--n (the test images evaluated)", req.limit), ("the attacked subset", req.suite.attack_limit)] {
         if n == Some(0) {
             return Err(Error::Invalid(format!(
                 "{what} = 0: an evaluation needs at least one example; give a positive count or omit it for the whole test set"
@@ -334,21 +321,9 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             dir.display()
         )));
     }
-    let eps = req.eps.unwrap_or(default_eps(dataset));
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(Error::Invalid(format!("--eps {eps}: expected a finite radius ≥ 0 (e.g. 0.3 or 0.031372549)")));
-    }
+    let suite = req.suite.resolve(dataset)?;
     let data = identity_of(dataset, &dir, Split::Test, &test);
-    let attacked_n = req.attack_limit.map_or(test.len(), |n| n.min(test.len()));
-    let rays_budget = req.rays_budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
-    let suite = suite_description(&req.attacks, eps, req.batch_size, req.sanity, rays_budget);
-    let key = EvalKey {
-        model_hash: identity.hash,
-        suite_hash: infoat_registry::config_hash("eval-suite", &suite)?,
-        data: format!("{}/test/{}", dataset.name(), data.fingerprint),
-        subset: format!("{}/{attacked_n}", test.len()),
-        seed: req.seed,
-    };
+    let key = suite.key(identity.hash, &data)?;
     let key_hash = key.hash()?;
     if let (Some(reg), false) = (registry, req.force) {
         if let Some(rec) = reg.find_eval(&key_hash, EVAL_SEMVER)? {
@@ -357,19 +332,19 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         }
     }
 
-    let clean_ok = clean_flags(model, &test, req.batch_size)?;
+    let clean_ok = clean_flags(model, &test, suite.batch_size)?;
     let clean = accuracy_of(&clean_ok);
     // Only a subset is copied; without a limit the attacks read the test set itself.
-    let subset = req.attack_limit.map(|n| test.take(n));
+    let subset = suite.attack_limit.map(|n| test.take(n));
     let attacked = subset.as_ref().unwrap_or(&test);
     let mut attacks = BTreeMap::new();
     let mut attack_flags = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
-    for id in &req.attacks {
+    for id in &suite.attacks {
         let t = Instant::now();
-        let attack = id.build_with(eps, rays_budget);
-        let run = robust_run(model, attacked, attack.as_ref(), req.batch_size, req.seed)?;
+        let attack = suite.attack(*id);
+        let run = robust_run(model, attacked, attack.as_ref(), suite.batch_size, suite.seed)?;
         let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
         let (flags, forward_passes) = (run.flags, run.forward_passes);
         let robust = accuracy_of(&flags);
@@ -385,7 +360,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             AttackReport {
                 robust_acc: robust.accuracy,
                 robust,
-                eps,
+                eps: suite.eps,
                 seconds: t.elapsed().as_secs_f64(),
                 forward_passes: Some(forward_passes),
                 adbd,
@@ -396,8 +371,8 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         );
     }
     let mut sanity = crate::sanity::compare_attacks(&counts);
-    if req.sanity && !req.attacks.is_empty() {
-        sanity.extend(crate::sanity::probe_model(model, attacked, req.batch_size, req.seed)?);
+    if suite.sanity && !suite.attacks.is_empty() {
+        sanity.extend(crate::sanity::probe_model(model, attacked, suite.batch_size, suite.seed)?);
     }
     let report = EvalReport {
         key: key_hash,
@@ -422,7 +397,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             eval_semver: EVAL_SEMVER.to_string(),
             model: serde_json::to_value(&report.model)?,
             config_hash: report.model.config_hash,
-            suite,
+            suite: suite.description(),
             data: serde_json::to_value(&report.data)?,
             n: report.n,
             clean_acc: report.clean_acc,

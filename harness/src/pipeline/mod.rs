@@ -3,11 +3,11 @@
 //! same config or evaluation costs nothing. One workflow per module:
 //!
 //! - [`train`]: a run config trained, resumed or reused ([`train_run`]);
-//! - [`evaluate`]: a model loaded and evaluated under an attack suite ([`evaluate()`]);
+//! - [`mod@evaluate`]: a model loaded and evaluated under an attack suite ([`evaluate()`]);
 //! - [`suite`]: the attack suite as hashed into an evaluation's key;
 //! - [`preset`]: a preset's runs planned ([`plan_status`]) and reproduced ([`reproduce_run`]);
 //! - [`report`]: the registry's tables rendered to files ([`write_report`]);
-//! - [`analyze`]: the paper's analysis figures ([`analyze()`]).
+//! - [`mod@analyze`]: the paper's analysis figures ([`analyze()`]).
 //!
 //! A training attempt is recorded as `running` when it starts and after every epoch; its
 //! resumable state lives in `<registry>/work/<config hash>/state/`. Only once the final
@@ -34,7 +34,7 @@ pub use analyze::{analyze, AnalysisRequest, Figure};
 pub use evaluate::{evaluate, AttackReport, EvalReport, EvalRequest, ModelIdentity, ModelSource};
 pub use preset::{plan_status, reproduce_run, PlanStatus, PresetOutcome};
 pub use report::write_report;
-pub use suite::{outdated_attacks, recorded_version};
+pub use suite::{outdated_attacks, recorded_version, EvalSuite, Subset, SuiteRequest};
 pub use train::{build_network, check_resumable, find_run, recorded_setup, train_run, work_dir, TrainOutcome};
 
 /// Version of the training code's semantics: bump when a change alters what a config trains.

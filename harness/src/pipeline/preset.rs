@@ -8,13 +8,11 @@ use infoat_registry::{ContentHash, EvalRecord, Registry};
 use serde::Serialize;
 
 use super::evaluate::{evaluate, EvalReport, EvalRequest, ModelSource};
-use super::suite::suite_description;
+use super::suite::SuiteRequest;
 use super::train::STATE;
 use super::train::{train_run, work_dir};
 use super::{EVAL_SEMVER, TRAINING_SEMVER};
-use crate::attacks::AttackId;
 use crate::data::Dataset;
-use crate::methods::default_eps;
 use crate::models::Arch;
 use crate::preset::PresetRun;
 use crate::sanity::SanityFlag;
@@ -55,31 +53,17 @@ pub fn plan_status(run: &PresetRun, registry: &Registry, evals: &[EvalRecord]) -
         Some(_) => None,
         None => latest_state_epoch(&work_dir(registry, &hash).join(STATE)),
     };
-    let (mut evaluated, mut black_box_evaluated) = (false, run.eval.black_box.as_ref().map(|_| false));
+    let white = SuiteRequest::white_box(run).resolve(cfg.data.dataset)?;
+    let black = SuiteRequest::black_box(run).map(|b| b.resolve(cfg.data.dataset)).transpose()?;
+    let (mut evaluated, mut black_box_evaluated) = (false, black.as_ref().map(|_| false));
     if let Some(model) = checkpoint_hash {
-        let eps = run.eval.eps.unwrap_or(default_eps(cfg.data.dataset));
+        // The number of test images the evaluation will classify, known without the data.
         let (_, test_n) = crate::cost::split_sizes(cfg.data.dataset);
         let test_n = cfg.data.test_limit.map_or(test_n, |n| n.min(test_n));
-        let key_of = |attacks: &[AttackId], limit: Option<usize>, budget: Option<usize>, sanity: bool| -> Result<_> {
-            let budget = budget.unwrap_or(crate::attacks::RAYS_DEFAULT_BUDGET);
-            let suite = suite_description(attacks, eps, cfg.train.eval_batch_size, sanity, budget);
-            Ok((infoat_registry::config_hash("eval-suite", &suite)?, limit.map_or(test_n, |l| l.min(test_n))))
-        };
-        let white = key_of(&run.eval.attacks, run.eval.limit, run.eval.rays_budget, true)?;
-        let black = match &run.eval.black_box {
-            Some(bb) => Some(key_of(&bb.attacks, bb.limit, bb.rays_budget, false)?),
-            None => None,
-        };
-        for e in evals {
-            let k = &e.key;
-            if k.model_hash != model || k.seed != cfg.seed || e.eval_semver != EVAL_SEMVER {
-                continue;
-            }
-            let matches =
-                |(suite, n): (ContentHash, usize)| k.suite_hash == suite && k.subset.ends_with(&format!("/{n}"));
-            evaluated |= matches(white);
-            if let (Some(b), Some(done)) = (black, black_box_evaluated.as_mut()) {
-                *done |= matches(b);
+        for e in evals.iter().filter(|e| e.eval_semver == EVAL_SEMVER) {
+            evaluated |= white.matches(&e.key, model, white.subset(test_n).attacked)?;
+            if let (Some(b), Some(done)) = (&black, black_box_evaluated.as_mut()) {
+                *done |= b.matches(&e.key, model, b.subset(test_n).attacked)?;
             }
         }
     }
@@ -139,14 +123,8 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         dataset: Some(run.config.data.dataset),
         data_dir: out.data_dir(),
         device: run.config.device.device()?,
-        batch_size: run.config.train.eval_batch_size,
         limit: run.config.data.test_limit,
-        attacks: run.eval.attacks.clone(),
-        eps: run.eval.eps,
-        attack_limit: run.eval.limit,
-        seed: run.config.seed,
-        rays_budget: run.eval.rays_budget,
-        sanity: true,
+        suite: SuiteRequest::white_box(run),
         force,
     };
     let report = evaluate(&white_box, Some(registry))?;
@@ -164,15 +142,8 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
     let mut black_box_key = None;
     let mut black_box_reused = true;
     let mut sanity = report.sanity.clone();
-    if let Some(bb) = &run.eval.black_box {
-        let request = EvalRequest {
-            attacks: bb.attacks.clone(),
-            attack_limit: bb.limit,
-            rays_budget: bb.rays_budget,
-            // The model probes ran with the white-box suite.
-            sanity: false,
-            ..white_box
-        };
+    if let Some(suite) = SuiteRequest::black_box(run) {
+        let request = EvalRequest { suite, ..white_box };
         let bb_report = evaluate(&request, Some(registry))?;
         add(&bb_report);
         sanity.extend(bb_report.sanity.iter().cloned());
@@ -206,4 +177,179 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         missed,
         sanity,
     })
+}
+
+/// A preset run that failed: its name and the error with its whole cause chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunFailure {
+    /// The run's name in the preset.
+    pub run: String,
+    /// `error: cause: cause …`, as the binary prints errors.
+    pub error: String,
+}
+
+/// An error and its causes, outermost first, joined by ": " (how `infoat` prints an error).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Runs `each` on every run of a preset in order and keeps going past a failure — one missing
+/// dataset or diverged run must not cost the others; `reproduce` and `regress` both use it.
+/// Returns the results of the runs that succeeded, in order, and the failures, in order;
+/// `on_failure` sees each failure as it happens.
+pub fn keep_going<T>(
+    runs: &[PresetRun],
+    mut each: impl FnMut(&PresetRun) -> Result<T>,
+    mut on_failure: impl FnMut(&RunFailure),
+) -> (Vec<T>, Vec<RunFailure>) {
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for run in runs {
+        match each(run) {
+            Ok(t) => done.push(t),
+            Err(e) => {
+                let failure = RunFailure { run: run.name.clone(), error: error_chain(&e) };
+                on_failure(&failure);
+                failed.push(failure);
+            }
+        }
+    }
+    (done, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::Preset;
+
+    /// A one-run preset on a copy of the 20-image CIFAR-10 fixture (its test batch doubling as
+    /// the training batches), small enough to train and attack in seconds.
+    fn tiny_cifar_run(dir: &std::path::Path) -> PresetRun {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/data/cifar10/test_batch.bin");
+        std::fs::create_dir_all(dir).unwrap();
+        for name in [
+            "test_batch.bin",
+            "data_batch_1.bin",
+            "data_batch_2.bin",
+            "data_batch_3.bin",
+            "data_batch_4.bin",
+            "data_batch_5.bin",
+        ] {
+            std::fs::copy(fixture, dir.join(name)).unwrap();
+        }
+        let toml = r#"
+name = "tiny"
+description = "pipeline test"
+[[runs]]
+name = "natural"
+eval = { attacks = ["fgsm"], limit = 8, black_box = { attacks = ["rays"], limit = 4, rays_budget = 40 } }
+[runs.config]
+seed = 3
+device = "cpu"
+data = { dataset = "cifar10", train_limit = 20, test_limit = 20 }
+model = { arch = "resnet18" }
+method = { kind = "natural" }
+train = { epochs = 1, batch_size = 10, eval_batch_size = 10 }
+optimizer = { kind = "sgd", lr = 0.01, momentum = 0.9, weight_decay = 0.0 }
+schedule = { kind = "constant" }
+"#;
+        Preset::from_toml(toml, "pipeline test").unwrap().runs.remove(0)
+    }
+
+    #[test]
+    fn the_plan_finds_exactly_the_evaluations_evaluate_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("cifar10");
+        let run = tiny_cifar_run(&data);
+        let registry = Registry::open(tmp.path().join("registry")).unwrap();
+        let status = plan_status(&run, &registry, &registry.evals().unwrap()).unwrap();
+        assert!(status.checkpoint_hash.is_none() && !status.evaluated && status.black_box_evaluated == Some(false));
+
+        let out = train_run(&run.config, Some(&data), &registry, false, Progress::Quiet).unwrap();
+        let status = plan_status(&run, &registry, &registry.evals().unwrap()).unwrap();
+        assert_eq!(status.checkpoint_hash, out.record.checkpoint_hash);
+        assert!(!status.evaluated && !status.done());
+
+        let white = EvalRequest {
+            source: ModelSource::Run { hash: out.record.config_hash.to_hex() },
+            dataset: None,
+            data_dir: None,
+            device: tch::Device::Cpu,
+            limit: run.config.data.test_limit,
+            suite: SuiteRequest::white_box(&run),
+            force: false,
+        };
+        let report = evaluate(&white, Some(&registry)).unwrap();
+        let suite = white.suite.resolve(report.data.dataset).unwrap();
+        assert_eq!(suite.key(report.model.hash, &report.data).unwrap().hash().unwrap(), report.key);
+        assert_eq!(
+            registry.evals().unwrap().iter().map(|e| e.key.hash().unwrap()).collect::<Vec<_>>(),
+            vec![report.key]
+        );
+        let status = plan_status(&run, &registry, &registry.evals().unwrap()).unwrap();
+        assert!(status.evaluated, "the plan finds the white-box evaluation");
+        assert_eq!(status.black_box_evaluated, Some(false), "and knows the black-box one is still to do");
+
+        let black = EvalRequest { suite: SuiteRequest::black_box(&run).unwrap(), ..white.clone() };
+        let bb = evaluate(&black, Some(&registry)).unwrap();
+        assert_ne!(bb.key, report.key);
+        let status = plan_status(&run, &registry, &registry.evals().unwrap()).unwrap();
+        assert!(status.done(), "{status:?}");
+
+        // Another number of attacked images is another evaluation, not this one.
+        let mut other = run.clone();
+        other.eval.limit = Some(7);
+        assert!(!plan_status(&other, &registry, &registry.evals().unwrap()).unwrap().evaluated);
+    }
+
+    #[test]
+    fn keep_going_runs_every_run_past_a_failure_in_order() {
+        let preset = Preset::find("quickstart").unwrap();
+        assert!(preset.runs.len() >= 3, "the test needs three runs");
+        let (first, third) = (preset.runs[0].name.clone(), preset.runs[2].name.clone());
+        let mut seen = Vec::new();
+        let mut reported = Vec::new();
+        let (done, failed) = keep_going(
+            &preset.runs,
+            |run| {
+                seen.push(run.name.clone());
+                if run.name == first || run.name == third {
+                    let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+                    return Err(Error::io(std::path::Path::new("/nowhere/train-images"), io));
+                }
+                Ok(run.name.len())
+            },
+            |f| reported.push(f.run.clone()),
+        );
+        let names: Vec<String> = preset.runs.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(seen, names, "every run was tried, in order");
+        assert_eq!(done.len(), names.len() - 2);
+        assert_eq!(failed.iter().map(|f| f.run.clone()).collect::<Vec<_>>(), vec![first, third]);
+        assert_eq!(reported, failed.iter().map(|f| f.run.clone()).collect::<Vec<_>>(), "reported as they happened");
+        assert!(failed[0].error.contains("/nowhere/train-images") && failed[0].error.contains("no such file"));
+    }
+
+    #[test]
+    fn the_error_chain_names_every_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "reading the config")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(error_chain(&e), "reading the config: disk on fire");
+    }
 }
