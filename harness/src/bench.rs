@@ -14,11 +14,11 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::config::OptimizerConfig;
 use crate::data::{Augment, Batch, Dataset, ImageSet};
 use crate::methods::{MethodConfig, StepCtx};
 use crate::models::{Arch, Classifier, Network};
 use crate::optim::Optimizer;
+use crate::optim::OptimizerConfig;
 use crate::precision::{self, Precision};
 use crate::seed::seed_torch;
 use crate::{Error, Result};
@@ -173,7 +173,7 @@ impl Rig {
         };
         let y = &self.batch.y;
         crate::attacks::maximize(&self.model, &self.batch.x, &spec, crate::attacks::BnMode::Eval, &mut |logits| {
-            Ok(crate::methods::losses::ce(logits, y)?.f_sum(Kind::Float)?)
+            Ok(crate::losses::ce(logits, y)?.f_sum(Kind::Float)?)
         })
     }
 

@@ -10,7 +10,8 @@
 //! - [`models`]: SmallCNN, ResNet-18, WideResNet-34-10/28-10 with PyTorch names (SPEC §4);
 //! - [`methods`]: training methods as pluggable outer losses (SPEC §2);
 //! - [`attacks`]: projected-gradient ascent for inner maximisation and evaluation (SPEC §3);
-//! - [`optim`]: SGD and Adam with saveable state (exact resume);
+//! - [`optim`]: SGD and Adam with saveable state (exact resume), their configs and LR schedules;
+//! - [`losses`]: the per-example losses shared by methods, attacks, analyses and benchmarks;
 //! - [`train`], [`eval`]: the training loop and evaluation;
 //! - [`checkpoint`]: safetensors checkpoints and their canonical digest;
 //! - [`seed`]: how every random draw derives from the run's seed;
@@ -32,6 +33,7 @@ pub mod data;
 pub mod env;
 pub mod error;
 pub mod eval;
+pub mod losses;
 pub mod methods;
 pub mod models;
 pub mod numerics;

@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::config::OptimizerConfig;
 use crate::{Error, Result};
 
 /// An optimizer over named parameters.
@@ -153,6 +153,101 @@ fn slot(state: &mut BTreeMap<String, Tensor>, name: &str, slot: &str, like: &Ten
     let t = like.f_zeros_like()?;
     state.insert(key, t.shallow_clone());
     Ok(t)
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// SGD with momentum and coupled L2 weight decay on every trainable parameter.
+    Sgd {
+        /// Base learning rate.
+        lr: f64,
+        /// Momentum.
+        momentum: f64,
+        /// L2 weight decay.
+        weight_decay: f64,
+        /// Nesterov momentum.
+        #[serde(default)]
+        nesterov: bool,
+    },
+    /// Adam (the CPU recipe of SPEC §6).
+    Adam {
+        /// Base learning rate.
+        lr: f64,
+        /// First-moment decay.
+        #[serde(default = "beta1")]
+        beta1: f64,
+        /// Second-moment decay.
+        #[serde(default = "beta2")]
+        beta2: f64,
+        /// Coupled L2 weight decay.
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn beta1() -> f64 {
+    0.9
+}
+
+fn beta2() -> f64 {
+    0.999
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 3.5e-3, nesterov: false }
+    }
+}
+
+impl OptimizerConfig {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => *lr,
+        }
+    }
+}
+
+/// How the learning rate changes over epochs (epochs counted from 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` from each milestone epoch on (SPEC §2: milestones 75, 90, 100).
+    Step {
+        /// Epochs (1-based) from which the next factor applies, strictly increasing.
+        milestones: Vec<usize>,
+        /// The factor per milestone.
+        gamma: f64,
+    },
+    /// Cosine annealing from the base rate to 0 over all epochs, per batch.
+    Cosine,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig::Step { milestones: vec![75, 90, 100], gamma: 0.1 }
+    }
+}
+
+impl ScheduleConfig {
+    /// The learning rate for `epoch` (1-based) at fraction `progress` in [0, 1) of that epoch.
+    pub fn lr(&self, base: f64, epoch: usize, progress: f64, epochs: usize) -> f64 {
+        match self {
+            ScheduleConfig::Constant => base,
+            ScheduleConfig::Step { milestones, gamma } => {
+                let passed = milestones.iter().filter(|&&m| epoch >= m).count();
+                base * gamma.powi(passed as i32)
+            }
+            ScheduleConfig::Cosine => {
+                let t = ((epoch - 1) as f64 + progress) / epochs as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use infoat_harness::config::{DeviceChoice, OptimizerConfig, RunConfig, ScheduleConfig};
+use infoat_harness::config::{DeviceChoice, RunConfig};
 use infoat_harness::data::Dataset;
 use infoat_harness::methods::{Divergence, MethodConfig, MiEstimator, Regularizer, Weight};
 use infoat_harness::models::Arch;
+use infoat_harness::optim::{OptimizerConfig, ScheduleConfig};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")

@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 
 use crate::attacks::{Attack, Pgd};
 use crate::data::{make_batch, Augment, ImageSet};
-use crate::methods::losses;
+use crate::losses;
 use crate::models::Classifier;
 use crate::seed::{derive, seed_torch, Stream};
 use crate::Result;

@@ -16,7 +16,7 @@ pub mod stats;
 
 use tch::{Kind, Tensor};
 
-use crate::methods::losses;
+use crate::losses;
 use crate::models::Classifier;
 use crate::Result;
 

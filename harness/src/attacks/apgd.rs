@@ -13,7 +13,7 @@
 use tch::{Kind, Tensor};
 
 use super::{project, Attack};
-use crate::methods::losses;
+use crate::losses;
 use crate::models::Classifier;
 use crate::{Error, Result};
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::{Attack, BnMode};
-use crate::methods::losses;
+use crate::losses;
 use crate::models::Classifier;
 use crate::Result;
 

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Tensor};
 
 use super::{ce_adversarial, losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
-use crate::config::OptimizerConfig;
 use crate::data::{make_batch, Batch};
 use crate::models::Network;
 use crate::optim::Optimizer;
+use crate::optim::OptimizerConfig;
 use crate::seed::seed_torch;
 use crate::{Error, Result};
 

@@ -12,10 +12,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::{losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
 use crate::attacks::maximize;
-use crate::config::OptimizerConfig;
 use crate::data::Batch;
 use crate::models::Network;
 use crate::optim::Optimizer;
+use crate::optim::OptimizerConfig;
 use crate::{Error, Result};
 
 /// The per-example weight of the divergence (Fig. 3(b); MINE bars in Fig. 3(a)).

@@ -15,7 +15,7 @@
 mod adversarial;
 mod gandef;
 mod infoat;
-pub mod losses;
+use crate::losses;
 mod mart;
 mod natural;
 

@@ -254,7 +254,7 @@ mod tests {
     use super::*;
 
     /// Written by `fixtures/golden/losses.py` (independent PyTorch definitions, float64).
-    const GOLDEN: &str = include_str!("../../../fixtures/golden/losses.json");
+    const GOLDEN: &str = include_str!("../../fixtures/golden/losses.json");
 
     /// Every public function of the module, by its name in the golden file.
     const FUNCTIONS: [&str; 12] = [
