@@ -4,6 +4,7 @@
 use infoat_tests::{infoat, stdout_json, tiny_config};
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn analyses_are_recorded_reused_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -4,6 +4,7 @@
 use infoat_tests::{infoat, stdout_json, tiny_config};
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn stronger_attacks_leave_fewer_robust_examples_on_a_trained_model() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.toml"), tiny_config(31, 4096)).unwrap();

@@ -16,6 +16,7 @@ fn pytorch_initialisation_hashes_to_our_golden_digest() {
 }
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn pytorch_loads_our_checkpoint_and_agrees_on_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.toml"), tiny_config(5, 2048).replace("epochs = 1", "epochs = 2")).unwrap();
@@ -35,6 +36,7 @@ fn pytorch_loads_our_checkpoint_and_agrees_on_accuracy() {
 /// One model, three ways in: `--run HASH`, `--checkpoint FILE` and the same weights exported by
 /// PyTorch as TorchScript give the same clean and robust accuracy on the same examples.
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn run_checkpoint_and_torchscript_sources_agree() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.toml"), tiny_config(7, 2048)).unwrap();

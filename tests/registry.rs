@@ -28,6 +28,7 @@ fn ls(dir: &std::path::Path) -> serde_json::Value {
 /// verifies clean, holds no record claiming completeness without its blob, and the next run
 /// finishes on the same checkpoint hash as an uninterrupted one.
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn sigkill_at_any_moment_loses_nothing_and_claims_nothing() {
     let whole_dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config(41, 6000).replace("epochs = 1", "epochs = 2");
@@ -110,6 +111,7 @@ fn a_second_process_is_told_who_holds_the_registry() {
 }
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn bundles_move_results_between_registries_idempotently() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::write(a.path().join("c.toml"), tiny_config(45, 640)).unwrap();

@@ -12,6 +12,7 @@ fn train_json(dir: &std::path::Path, config: &str, extra: &[&str]) -> serde_json
 /// Same config on CPU => same checkpoint hash, from two separate processes and folders; another
 /// seed => another hash; a rerun reuses the complete run without training.
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn same_config_same_checkpoint_hash_and_reruns_are_free() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let cfg = tiny_config(11, 640);
@@ -64,6 +65,7 @@ fn same_config_same_checkpoint_hash_and_reruns_are_free() {
 }
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn eval_reports_clean_accuracy_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let run = train_json(dir.path(), &tiny_config(3, 4096).replace("epochs = 1", "epochs = 2"), &[]);
@@ -106,10 +108,11 @@ fn eval_reports_clean_accuracy_as_json() {
 /// A run killed (SIGKILL) after its first epoch checkpoint resumes from it and ends with the
 /// same checkpoint hash as an uninterrupted run; the killed run is never recorded as complete.
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn a_killed_run_resumes_to_the_same_checkpoint() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // Momentum SGD, so the optimizer state must survive the restart too.
-    let cfg = tiny_config(21, 12_000).replace("epochs = 1", "epochs = 3");
+    let cfg = tiny_config(21, 6_000).replace("epochs = 1", "epochs = 3");
     let whole = train_json(a.path(), &cfg, &[]);
 
     std::fs::write(b.path().join("c.toml"), &cfg).unwrap();

@@ -54,6 +54,7 @@ fn runs_in(registry: &Path, dir: &Path) -> Vec<serde_json::Value> {
 }
 
 #[test]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
 fn a_preset_sweeps_as_a_slurm_job_array_and_the_shards_merge() {
     let root = repo_root();
     run(&mut Command::new(root.join("ci/bootstrap-slurm")));

@@ -250,7 +250,8 @@ pub struct AnalyzeArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     infoat regress quickstart --baseline fixtures/regress/quickstart\n  \
-    infoat regress quickstart --baseline new-baseline --write-baseline\n\n\
+    infoat regress quickstart --baseline new-baseline --write-baseline\n  \
+    infoat regress quickstart --only natural,infoat --baseline fixtures/regress/quickstart\n\n\
     \"Same machine\" means same numerics: both on CPU with the same libtorch, thread count and \
     numerics fingerprint (CPU vendor, family, model and stepping, the ISA extensions and caches, \
     ATen's CPU capability, oneDNN's ISA, the oneDNN and MKL builds, dispatch overrides such as \
@@ -268,6 +269,10 @@ pub struct RegressArgs {
     /// The baseline: a bundle folder (`infoat registry export`, or `--write-baseline`).
     #[arg(long)]
     pub baseline: PathBuf,
+    /// Only these runs of the preset, by name, comma-separated: rerun and compare those alone
+    /// (the baseline's other runs are left out of the comparison).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Registry for the rerun [default: a fresh temporary one, removed afterwards]. Give an
     /// existing one to compare what it holds without training again.
     #[arg(long)]

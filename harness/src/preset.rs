@@ -305,6 +305,26 @@ impl Preset {
         )))
     }
 
+    /// Keeps only the runs named in `only` (all of them when it is empty), in the preset's
+    /// order: `reproduce --only` and `regress --only`. A name the preset lacks is an error that
+    /// lists the runs it has.
+    pub fn select(&mut self, only: &[String]) -> Result<()> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        let unknown: Vec<&String> = only.iter().filter(|o| !self.runs.iter().any(|r| &&r.name == o)).collect();
+        if !unknown.is_empty() {
+            let names: Vec<&str> = self.runs.iter().map(|r| r.name.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "--only {unknown:?}: preset '{}' has no such run; its runs: {}",
+                self.name,
+                names.join(", ")
+            )));
+        }
+        self.runs.retain(|r| only.contains(&r.name));
+        Ok(())
+    }
+
     /// Every embedded preset.
     pub fn all() -> Result<Vec<Preset>> {
         embedded_presets()

@@ -11,7 +11,8 @@ use infoat_registry::Registry;
 
 /// `infoat regress`: rerun a preset, compare with (or write) a baseline bundle.
 pub(crate) fn run(a: RegressArgs, progress: Progress) -> Result<ExitCode> {
-    let preset = Preset::find(&a.preset)?;
+    let mut preset = Preset::find(&a.preset)?;
+    preset.select(&a.only)?;
     if a.write_baseline && a.baseline.exists() && std::fs::read_dir(&a.baseline)?.next().is_some() {
         anyhow::bail!("--write-baseline: {} is not empty; give a new folder", a.baseline.display());
     }

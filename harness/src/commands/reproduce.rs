@@ -19,18 +19,7 @@ pub(crate) fn run(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
     }
     let name = a.preset.context("a preset name is required")?;
     let mut preset = Preset::find(&name)?;
-    if !a.only.is_empty() {
-        let unknown: Vec<&String> = a.only.iter().filter(|o| !preset.runs.iter().any(|r| &&r.name == o)).collect();
-        if !unknown.is_empty() {
-            let names: Vec<&str> = preset.runs.iter().map(|r| r.name.as_str()).collect();
-            anyhow::bail!(
-                "--only {unknown:?}: preset '{}' has no such run; its runs: {}",
-                preset.name,
-                names.join(", ")
-            );
-        }
-        preset.runs.retain(|r| a.only.contains(&r.name));
-    }
+    preset.select(&a.only)?;
     let registry = Registry::open(&a.registry.registry)?;
     if a.dry_run {
         return dry_run(&preset, &registry, a.json);

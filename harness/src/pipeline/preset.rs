@@ -263,6 +263,7 @@ schedule = { kind = "constant" }
     }
 
     #[test]
+    #[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
     fn the_plan_finds_exactly_the_evaluations_evaluate_writes() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("cifar10");
