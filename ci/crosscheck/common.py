@@ -12,6 +12,39 @@ from pytorch_reference import read_mnist, read_mnist_test  # noqa: E402,F401
 
 DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1}
 
+# The harness's seed derivation (harness/src/seed.rs `derive`, SplitMix64's finaliser as a
+# counter-based mix), transcribed so that official AutoAttack can be seeded exactly as the harness
+# seeds libtorch: `infoat eval --seed S --batch-size B` calls `tch::manual_seed(derive(S, Eval,
+# [b]))` before batch b. The tag of the Eval stream is 6. harness/src/seed.rs's tests pin the same
+# values as the check below, so a change on either side fails there or here.
+_M64 = (1 << 64) - 1
+EVAL_STREAM = 6
+
+
+def _mix(z):
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def harness_seed(seed, stream, parts):
+    """harness/src/seed.rs `derive(seed, stream, parts)`: a u64."""
+    h = _mix((seed & _M64) ^ _mix(stream))
+    for p in parts:
+        h = _mix(h ^ _mix((p + 0x5851F42D4C957F2D) & _M64))
+    return h
+
+
+def harness_eval_seed(seed, batch):
+    """The seed of libtorch's generator before batch `batch` of `infoat eval --seed seed` (as the
+    u64 that torch.manual_seed takes; tch passes the same bits as an i64)."""
+    return harness_seed(seed, EVAL_STREAM, [batch])
+
+
+assert (harness_eval_seed(0, 0), harness_eval_seed(7, 3)) == (13227923862947999477, 11159919908865059751), \
+    "common.py's seed derivation drifted from harness/src/seed.rs"
+
 
 def cache_dir():
     """$INFOAT_CACHE, else $XDG_CACHE_HOME/infoat, else ~/.cache/infoat (ci/lib.sh)."""

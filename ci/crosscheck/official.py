@@ -23,6 +23,16 @@ the points the earlier ones left robust). A fresh AutoAttack object is built for
 id, so no state carries over. AutoAttack re-seeds torch's generator with `seed` before each
 attack on each batch.
 
+`--harness-starts` seeds AutoAttack as the harness seeds libtorch: batch b (of --batch-size) is
+run by its own AutoAttack object with `seed = derive(SEED, Eval, [b])` (harness/src/seed.rs,
+transcribed in common.py), the seed `infoat eval --seed SEED --batch-size B` gives libtorch's
+generator before that batch. Both sides then draw APGD's random start `2 * rand(shape) - 1` from
+the same generator state, over the same clean-correct examples, so APGD-CE's and APGD-T's starts
+are bit-identical and their per-example verdicts can be compared one to one (FAB-T's first run
+has no random start on either side). Only apgd_ce, apgd_t and fab_t are accepted then: the
+harness's Square draws its squares per example and its AA cascade does not re-seed between
+components, so neither shares draws with AutoAttack.
+
 Per attack: `flags` has one character per test image, in order: `1` robust (classified
 correctly clean AND at the returned point), `0` not -- the convention of the harness's `flags`.
 The returned points are checked to lie in the eps-ball (up to 1e-5, float rounding) and in
@@ -47,7 +57,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_model_args, load_frozen, read_mnist_test, resolve  # noqa: E402
+from common import add_model_args, harness_eval_seed, load_frozen, read_mnist_test, resolve  # noqa: E402
 
 # harness attack id -> AutoAttack's attacks_to_run
 ATTACKS = {
@@ -57,6 +67,8 @@ ATTACKS = {
     "square": ["square"],
     "aa": ["apgd-ce", "apgd-t", "fab-t", "square"],
 }
+# The attacks whose random draws the harness shares with AutoAttack under --harness-starts.
+SAME_STARTS = ["apgd_ce", "apgd_t", "fab_t"]
 TOLERANCE = 1e-5  # float32 rounding of x + delta; AutoAttack itself allows eps + 1e-5 in its checks
 
 
@@ -102,6 +114,9 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500, help="AutoAttack's batch size [default: %(default)s]")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads [default: %(default)s]")
+    p.add_argument("--harness-starts", action="store_true",
+                   help="seed each batch as `infoat eval --seed SEED --batch-size B` seeds libtorch, so APGD's "
+                        f"random starts are the harness's (attacks: {', '.join(SAME_STARTS)})")
     p.add_argument("--verbose", action="store_true", help="AutoAttack's progress log on stderr")
     a = p.parse_args()
 
@@ -111,6 +126,9 @@ def main():
     unknown = [i for i in ids if i not in ATTACKS]
     if unknown:
         p.error(f"unknown attack ids {unknown}; official AutoAttack has {sorted(ATTACKS)}")
+    if a.harness_starts and any(i not in SAME_STARTS for i in ids):
+        p.error(f"--harness-starts: {[i for i in ids if i not in SAME_STARTS]} share no random draws with the "
+                f"harness; give --attacks from {SAME_STARTS}")
 
     try:
         import pyautoattack
@@ -137,17 +155,27 @@ def main():
         clean = torch.cat([model(x[i:i + a.batch_size]).argmax(1) == y[i:i + a.batch_size]
                            for i in range(0, n, a.batch_size)])
 
+    # (first index, last index + 1, AutoAttack's seed) per AutoAttack object: one over all N with
+    # --seed, or one per harness batch with the harness's seed for it.
+    if a.harness_starts:
+        chunks = [(i, min(i + a.batch_size, n), harness_eval_seed(a.seed, b))
+                  for b, i in enumerate(range(0, n, a.batch_size))]
+    else:
+        chunks = [(0, n, a.seed)]
     out_attacks = {}
     for attack_id in ids:
-        aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=a.seed, device="cpu")
-        aa.attacks_to_run = list(ATTACKS[attack_id])
         stage_log = StageLog()
         logger.addHandler(stage_log)
-        t0 = time.perf_counter()
-        x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=a.batch_size)
-        seconds = time.perf_counter() - t0
+        parts, seconds = [], 0.0
+        for lo, hi, seed in chunks:
+            aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
+            aa.attacks_to_run = list(ATTACKS[attack_id])
+            t0 = time.perf_counter()
+            x_adv, _ = aa.run_standard_evaluation(x[lo:hi], y[lo:hi], batch_size=a.batch_size)
+            seconds += time.perf_counter() - t0
+            parts.append(x_adv.detach())
         logger.removeHandler(stage_log)
-        x_adv = x_adv.detach()
+        x_adv = torch.cat(parts)
         with torch.no_grad():
             ok_adv = torch.cat([model(x_adv[i:i + a.batch_size]).argmax(1) == y[i:i + a.batch_size]
                                 for i in range(0, n, a.batch_size)])
@@ -165,7 +193,8 @@ def main():
             "eps": eps,
             "seconds": seconds,
             "flags": "".join("1" if f else "0" for f in robust.tolist()),
-            "runs": describe(aa, attack_id),
+            "runs": describe(aa, attack_id) + (f"; seeded per batch of {a.batch_size} as the harness's seed "
+                                               f"{a.seed} (--harness-starts)" if a.harness_starts else ""),
             "max_linf": float(linf.max()),
             "max_outside_threat_model": max(float(outside.max()), 0.0),
             "outside_threat_model": int((~inside).sum()),
@@ -187,6 +216,8 @@ def main():
         "data_dir": os.path.abspath(folder),
         "eps": eps,
         "seed": a.seed,
+        "harness_starts": a.harness_starts,
+        "autoattack_seeds": [c[2] for c in chunks],
         "batch_size": a.batch_size,
         "n": n,
         "clean_acc": int(clean.sum()) / n,

@@ -81,4 +81,13 @@ mod tests {
         // Pinned: a change here changes every run's randomness (and checkpoint hashes).
         assert_eq!(derive(0, Stream::Init, &[]), 0x5e41_ab08_7439_611e, "{:#x}", derive(0, Stream::Init, &[]));
     }
+
+    /// `ci/crosscheck/common.py` transcribes `derive` to seed official AutoAttack per batch as
+    /// `eval` seeds libtorch (`official.py --harness-starts`: bit-identical APGD starts); it
+    /// checks the same two values at import.
+    #[test]
+    fn eval_seeds_match_the_crosschecks_transcription() {
+        assert_eq!(derive(0, Stream::Eval, &[0]), 13_227_923_862_947_999_477);
+        assert_eq!(derive(7, Stream::Eval, &[3]), 11_159_919_908_865_059_751);
+    }
 }
