@@ -207,7 +207,7 @@ impl Rig {
 /// Runs attack `id` on `x` against the labels `model` predicts for it ([`Rig::attack`]).
 fn attack_own_labels(model: &dyn Classifier, x: &Tensor, eps: f64, id: crate::attacks::AttackId) -> Result<Tensor> {
     let y = tch::no_grad(|| model.logits(x, false))?.f_argmax(1, false)?;
-    Ok(id.build(eps).perturb(model, x, &y)?.0)
+    Ok(crate::attacks::AttackBuild::build(id, eps).perturb(model, x, &y)?.0)
 }
 
 /// Times `spec.steps` training steps after `spec.warmup` untimed ones.

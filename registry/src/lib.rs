@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod canonical;
 pub mod digest;
 mod error;
+pub mod ids;
 mod lock;
 pub mod records;
 mod store;
@@ -21,6 +22,7 @@ pub use bundle::ImportReport;
 pub use canonical::{canonical_json, config_hash};
 pub use digest::{checkpoint_digest, ContentHash, Hasher, TensorEntry};
 pub use error::{Error, Result};
+pub use ids::{AttackId, Metric, PaperTable};
 pub use lock::Lock;
 pub use records::{
     AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::PublishedRecord;
+use infoat_registry::{Metric, PublishedRecord};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -93,8 +93,8 @@ pub struct Cell {
     pub arch: String,
     /// Method label.
     pub method: String,
-    /// `natural` or an attack id.
-    pub metric: String,
+    /// Clean accuracy, an attack's robust accuracy or RayS's ADBD (serialized as its name).
+    pub metric: Metric,
     /// Mean over seeds, a fraction in [0, 1]; `None` when not run.
     pub value: Option<f64>,
     /// Sample standard deviation over seeds (0 for one seed); `None` when not run.
@@ -191,7 +191,7 @@ pub fn observation_frame(obs: &[Observation]) -> Result<DataFrame> {
         "arch" => s(|o| o.arch.clone()),
         "method" => s(|o| o.method.clone()),
         "protocol" => s(|o| o.protocol.clone()),
-        "metric" => s(|o| o.metric.clone()),
+        "metric" => s(|o| o.metric.name().to_string()),
         "eps" => obs.iter().map(|o| o.eps).collect::<Vec<f64>>(),
         "value" => obs.iter().map(|o| o.value).collect::<Vec<f64>>(),
         "cost" => obs.iter().map(|o| o.cost).collect::<Vec<Option<f64>>>(),
@@ -310,7 +310,7 @@ pub fn cells(
             dataset: dataset[i].clone(),
             arch: arch[i].clone(),
             method: method[i].clone(),
-            metric: metric[i].clone(),
+            metric: metric[i].parse().map_err(Error::Invalid)?,
             value: Some(value),
             std: Some(std_i),
             n: n_i,
@@ -335,7 +335,7 @@ pub fn cells(
                 && c.dataset == dataset
                 && c.arch == arch
                 && c.method == method
-                && c.metric == p.metric
+                && c.metric.name() == p.metric
         });
         if !reproduced {
             out.push(Cell {
@@ -343,7 +343,10 @@ pub fn cells(
                 dataset,
                 arch,
                 method,
-                metric: p.metric.clone(),
+                metric: p
+                    .metric
+                    .parse()
+                    .map_err(|e| Error::Invalid(format!("published {} row {}: {e}", p.table, p.row)))?,
                 value: None,
                 std: None,
                 n: 0,

@@ -9,11 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infoat_registry::{EvalRecord, RunRecord};
+use infoat_registry::{AttackId, EvalRecord, Metric, RunRecord};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::grid::{metric_header, METRIC_ORDER};
 use crate::observations::{arch_label, dataset_label, method_label, recipe_hash};
 use crate::{Error, Result};
 
@@ -27,7 +26,7 @@ pub struct Entry {
     /// True for the candidate.
     pub candidate: bool,
     /// Per metric: mean (fraction), std, n, standard error.
-    pub metrics: BTreeMap<String, Stat>,
+    pub metrics: BTreeMap<Metric, Stat>,
     /// Config hashes (empty for external models).
     pub config_hashes: Vec<String>,
     /// Model hashes (checkpoint digest or TorchScript sha256).
@@ -80,8 +79,8 @@ pub struct Comparison {
     pub candidate: String,
     /// The shared protocol.
     pub protocol: String,
-    /// Metric ids in column order.
-    pub metrics: Vec<String>,
+    /// The metrics in column order (serialized as their names).
+    pub metrics: Vec<Metric>,
     /// Column headings.
     pub headers: Vec<String>,
     /// Rows, candidate first, then by the last column's rank.
@@ -178,21 +177,22 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         groups.entry(ids[i].entry.clone()).or_default().push(i);
     }
     let (n_clean, n_attacked) = examples(&protocol.subset);
-    let mut metric_ids: BTreeSet<String> = BTreeSet::new();
+    let mut metric_ids: BTreeSet<Metric> = BTreeSet::new();
     let mut entries = Vec::new();
     for (key, members) in &groups {
         let es: Vec<&EvalRecord> = members.iter().map(|&i| &evals[i]).collect();
-        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut values: BTreeMap<Metric, Vec<f64>> = BTreeMap::new();
         for e in &es {
-            values.entry("natural".into()).or_default().push(e.clean_acc);
+            values.entry(Metric::Natural).or_default().push(e.clean_acc);
             for (a, r) in &e.attacks {
-                values.entry(a.clone()).or_default().push(r.robust_acc);
+                let id: AttackId = a.parse().map_err(Error::Invalid)?;
+                values.entry(Metric::robust(id)).or_default().push(r.robust_acc);
             }
         }
         let metrics = values
             .into_iter()
             .map(|(m, v)| {
-                metric_ids.insert(m.clone());
+                metric_ids.insert(m);
                 let n = v.len();
                 let mean = v.iter().sum::<f64>() / n as f64;
                 let std = if n >= 2 {
@@ -200,7 +200,7 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
                 } else {
                     0.0
                 };
-                let examples = if m == "natural" { n_clean } else { n_attacked };
+                let examples = if m == Metric::Natural { n_clean } else { n_attacked };
                 let se = if n >= 2 {
                     std / (n as f64).sqrt()
                 } else {
@@ -225,8 +225,8 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
             flagged: es.iter().any(|e| !e.sanity.is_empty()),
         });
     }
-    let mut metrics: Vec<String> = metric_ids.into_iter().collect();
-    metrics.sort_by_key(|m| (METRIC_ORDER.iter().position(|o| o == m).unwrap_or(METRIC_ORDER.len()), m.clone()));
+    let mut metrics: Vec<Metric> = metric_ids.into_iter().collect();
+    metrics.sort_by_key(|m| m.rank());
     let cand_entry = entries.iter().find(|e| e.candidate).cloned().expect("the candidate is under its own protocol");
     let mut rows: Vec<CompareRow> = entries
         .iter()
@@ -268,7 +268,7 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
             if protocol.arch == "external" { "any architecture".to_string() } else { protocol.arch.clone() },
             &protocol.suite[..12]
         ),
-        headers: metrics.iter().map(|m| metric_header(m)).collect(),
+        headers: metrics.iter().map(|m| m.header().to_string()).collect(),
         metrics,
         rows,
     })

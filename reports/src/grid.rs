@@ -5,67 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use infoat_registry::Metric;
 use serde::Serialize;
 
 use crate::aggregate::{Cell, Tolerances, Verdict};
 
-/// The paper's column order; metrics it does not print follow in this order, then by name.
-pub const METRIC_ORDER: [&str; 22] = [
-    "natural",
-    "fgsm",
-    "pgd20",
-    "pgd100",
-    "pgd_plus",
-    "cw20",
-    "cw100",
-    "bpda",
-    "infopgd20",
-    "aa",
-    "apgd_ce",
-    "apgd_t",
-    "fab_t",
-    "square",
-    "spsa128",
-    "spsa256",
-    "spsa512",
-    "spsa1024",
-    "adbd",
-    "rob_acc",
-    "worst_case",
-    "mine",
-];
-
 /// The paper's row order.
 pub const METHOD_ORDER: [&str; 10] =
     ["Natural", "GanDef", "AT", "TRADES", "MART", "MART+", "UAT++", "RST", "InfoAT", ""];
-
-/// How the paper heads a metric column.
-pub fn metric_header(id: &str) -> String {
-    match id {
-        "natural" => "Natural",
-        "fgsm" => "FGSM",
-        "pgd20" => "PGD-20",
-        "pgd100" => "PGD-100",
-        "pgd_plus" => "PGD+",
-        "cw20" => "CW∞-20",
-        "cw100" => "CW∞-100",
-        "bpda" => "BPDA",
-        "infopgd20" => "InfoPGD-20",
-        "aa" => "AA",
-        "apgd_ce" => "APGD-CE",
-        "apgd_t" => "APGD-T",
-        "fab_t" => "FAB-T",
-        "square" => "Square",
-        "spsa128" => "SPSA-128",
-        "spsa256" => "SPSA-256",
-        "spsa512" => "SPSA-512",
-        "spsa1024" => "SPSA-1024",
-        "adbd" => "ADBD",
-        "rob_acc" => "Rob. Acc.",
-        other => other,
-    }
-    .to_string()
-}
 
 fn rank<T: PartialEq>(order: &[T], x: &T) -> usize {
     order.iter().position(|o| o == x).unwrap_or(order.len())
@@ -122,8 +69,8 @@ pub struct Grid {
     pub protocol: String,
     /// A caption.
     pub caption: String,
-    /// Metric ids, in column order.
-    pub metrics: Vec<String>,
+    /// The metrics, in column order (serialized as their names).
+    pub metrics: Vec<Metric>,
     /// Column headings.
     pub headers: Vec<String>,
     /// Rows in the paper's method order.
@@ -150,8 +97,8 @@ fn mark(v: Verdict) -> &'static str {
     }
 }
 
-fn display(metric: &str, v: f64) -> f64 {
-    if metric == "adbd" {
+fn display(metric: Metric, v: f64) -> f64 {
+    if metric.is_distance() {
         v
     } else {
         100.0 * v
@@ -189,16 +136,15 @@ fn roman_rank(t: &str) -> usize {
 }
 
 fn grid((table, dataset, arch, protocol): (String, String, String, String), cells: &[&Cell], tol: &Tolerances) -> Grid {
-    let mut metrics: Vec<String> =
-        cells.iter().map(|c| c.metric.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    metrics.sort_by_key(|m| (rank(&METRIC_ORDER, &m.as_str()), m.clone()));
+    let mut metrics: Vec<Metric> = cells.iter().map(|c| c.metric).collect::<BTreeSet<_>>().into_iter().collect();
+    metrics.sort_by_key(|m| m.rank());
     let mut methods: Vec<String> =
         cells.iter().map(|c| c.method.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     let base = |m: &str| m.split(" [").next().unwrap_or(m).to_string();
     methods.sort_by_key(|m| (rank(&METHOD_ORDER, &base(m).as_str()), m.clone()));
 
-    let find = |method: &str, metric: &str| cells.iter().find(|c| c.method == method && c.metric == metric);
-    let best = |metric: &str, published: bool| -> Option<f64> {
+    let find = |method: &str, metric: Metric| cells.iter().find(|c| c.method == method && c.metric == metric);
+    let best = |metric: Metric, published: bool| -> Option<f64> {
         cells
             .iter()
             .filter(|c| c.metric == metric)
@@ -222,8 +168,8 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
             checkpoint_hashes: Vec::new(),
             flags: Vec::new(),
         };
-        for metric in &metrics {
-            let decimals = if metric == "adbd" { 4 } else { 2 };
+        for &metric in &metrics {
+            let decimals = if metric.is_distance() { 4 } else { 2 };
             let cell = match find(method, metric) {
                 Some(c) => {
                     let reproduced = c.value.filter(|_| c.verdict != Verdict::NotRun);
@@ -278,7 +224,7 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
         .iter()
         .filter_map(|m| {
             let v: Vec<f64> = cells.iter().filter(|c| &c.metric == m).filter_map(|c| c.forward_passes).collect();
-            (!v.is_empty()).then(|| format!("{} {:.0}", metric_header(m), v.iter().sum::<f64>() / v.len() as f64))
+            (!v.is_empty()).then(|| format!("{} {:.0}", m.header(), v.iter().sum::<f64>() / v.len() as f64))
         })
         .collect();
     let reproduced = cells.iter().any(|c| c.verdict != Verdict::NotRun);
@@ -317,7 +263,7 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
         arch,
         protocol,
         caption,
-        headers: metrics.iter().map(|m| metric_header(m)).collect(),
+        headers: metrics.iter().map(|m| m.header().to_string()).collect(),
         metrics,
         rows,
         environments: environments.into_iter().collect(),

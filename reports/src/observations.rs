@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::{canonical_json, ContentHash, EvalRecord, Hasher, RunRecord};
+use infoat_registry::{canonical_json, AttackId, ContentHash, EvalRecord, Hasher, Metric, RunRecord};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -33,8 +33,8 @@ pub struct Observation {
     pub protocol: String,
     /// The L∞ radius of the attacks.
     pub eps: f64,
-    /// `natural` or an attack id.
-    pub metric: String,
+    /// Clean accuracy, an attack's robust accuracy or RayS's ADBD.
+    pub metric: Metric,
     /// Accuracy as a fraction in [0, 1] (ADBD: an L∞ distance).
     pub value: f64,
     /// The attack's cost: model forward passes per attacked example, when recorded.
@@ -194,7 +194,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             recipe: recipe_hash(c)?[..12].to_string(),
             protocol: proto.clone(),
             eps,
-            metric: "natural".into(),
+            metric: Metric::Natural,
             value: e.clean_acc,
             cost: None,
             seed: c.get("seed").and_then(Value::as_u64).unwrap_or(0),
@@ -208,16 +208,14 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         for (attack, r) in &e.attacks {
             // Black-box attacks go to their own tables (III: SPSA, IV: RayS's ADBD and robust
             // accuracy); white-box ones stay in the run's table.
-            let table = match attack.as_str() {
-                a if a.starts_with("spsa") => "III".to_string(),
-                "rays" => "IV".to_string(),
-                _ => base.table.clone(),
-            };
-            if attack == "rays" {
+            let id: AttackId =
+                attack.parse().map_err(|e| crate::Error::Invalid(format!("evaluation {}: {e}", base.eval_key)))?;
+            let table = id.black_box_table().map_or_else(|| base.table.clone(), |t| t.name().to_string());
+            if id == AttackId::Rays {
                 if let Some(adbd) = r.adbd {
                     out.push(Observation {
                         table: table.clone(),
-                        metric: "adbd".into(),
+                        metric: Metric::Adbd,
                         value: adbd,
                         cost: r.forward_passes,
                         ..base.clone()
@@ -225,7 +223,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
                 }
                 out.push(Observation {
                     table,
-                    metric: "rob_acc".into(),
+                    metric: Metric::RobAcc,
                     value: r.robust_acc,
                     cost: r.forward_passes,
                     ..base.clone()
@@ -234,7 +232,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             }
             out.push(Observation {
                 table,
-                metric: attack.clone(),
+                metric: Metric::Attack(id),
                 value: r.robust_acc,
                 cost: r.forward_passes,
                 ..base.clone()
@@ -242,7 +240,8 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         }
         // Clean accuracy belongs to the white-box tables; an evaluation with black-box attacks
         // only (Tables III and IV print no clean column) does not add a row of its own there.
-        let black_box_only = !e.attacks.is_empty() && e.attacks.keys().all(|a| a.starts_with("spsa") || a == "rays");
+        let black_box_only =
+            !e.attacks.is_empty() && e.attacks.keys().all(|a| a.parse::<AttackId>().is_ok_and(AttackId::is_black_box));
         if !black_box_only {
             out.push(base);
         }

@@ -113,7 +113,7 @@ fn legend(labels: &[String], left: f64, top: f64, max_x: f64) -> (Vec<LegendEntr
 /// Robust accuracy per metric (groups) per method (bars) of a grid's reproduced values, in
 /// percent on a 0–100 axis. `None` when the grid has no reproduced accuracy.
 pub fn accuracy_bars(grid: &Grid) -> Option<BarChart> {
-    let metrics: Vec<usize> = (0..grid.metrics.len()).filter(|&j| grid.metrics[j] != "adbd").collect();
+    let metrics: Vec<usize> = (0..grid.metrics.len()).filter(|&j| !grid.metrics[j].is_distance()).collect();
     let rows: Vec<usize> =
         (0..grid.rows.len()).filter(|&i| grid.rows[i].cells.iter().any(|c| c.value.is_some())).collect();
     if metrics.is_empty() || rows.is_empty() {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use infoat_registry::{EvalRecord, PublishedRecord, RunRecord};
+use infoat_registry::{AttackId, EvalRecord, Metric, PublishedRecord, RunRecord};
 use serde::Serialize;
 use tera::{Context, Tera, Value};
 
@@ -174,14 +174,14 @@ fn sensitivity_curves(
     let mut out = Vec::new();
     for (param, symbol) in [("lambda", "λ"), ("beta", "β")] {
         // (rest-of-recipe hash) -> metric -> parameter value (as bits, for ordering) -> values
-        type Sweep = BTreeMap<String, BTreeMap<String, BTreeMap<u64, Vec<f64>>>>;
+        type Sweep = BTreeMap<String, BTreeMap<Metric, BTreeMap<u64, Vec<f64>>>>;
         let mut sweeps: Sweep = BTreeMap::new();
         for o in obs.iter().filter(|o| {
             o.table == grid.table
                 && o.dataset == grid.dataset
                 && o.arch == grid.arch
                 && o.protocol == grid.protocol
-                && (o.metric == "pgd20" || o.metric == "natural")
+                && matches!(o.metric, Metric::Natural | Metric::Attack(AttackId::Pgd20))
         }) {
             let Some(run) = runs.get(&o.config_hash) else { continue };
             let c = &run.config;
@@ -194,19 +194,12 @@ fn sensitivity_curves(
                 m.remove(param);
             }
             let key = crate::observations::recipe_hash(&rest)?;
-            sweeps
-                .entry(key)
-                .or_default()
-                .entry(o.metric.clone())
-                .or_default()
-                .entry(v.to_bits())
-                .or_default()
-                .push(o.value);
+            sweeps.entry(key).or_default().entry(o.metric).or_default().entry(v.to_bits()).or_default().push(o.value);
         }
         for metrics in sweeps.values() {
-            let points = |m: &str| -> Vec<(f64, f64)> {
+            let points = |m: Metric| -> Vec<(f64, f64)> {
                 let mut p: Vec<(f64, f64)> = metrics
-                    .get(m)
+                    .get(&m)
                     .map(|by| {
                         by.iter()
                             .map(|(k, v)| (f64::from_bits(*k), 100.0 * v.iter().sum::<f64>() / v.len() as f64))
@@ -216,7 +209,7 @@ fn sensitivity_curves(
                 p.sort_by(|a, b| a.0.total_cmp(&b.0));
                 p
             };
-            let (pgd, nat) = (points("pgd20"), points("natural"));
+            let (pgd, nat) = (points(Metric::Attack(AttackId::Pgd20)), points(Metric::Natural));
             if pgd.len() < 3 {
                 continue;
             }
@@ -253,7 +246,7 @@ fn ablation_bars(
                 && o.dataset == grid.dataset
                 && o.arch == grid.arch
                 && o.protocol == grid.protocol
-                && o.metric == "pgd20"
+                && o.metric == Metric::Attack(AttackId::Pgd20)
         }) {
             let Some(run) = runs.get(&o.config_hash) else { continue };
             let c = &run.config;
@@ -480,7 +473,7 @@ fn csv(cells: &[Cell]) -> Result<String> {
             c.dataset.clone(),
             c.arch.clone(),
             c.method.clone(),
-            c.metric.clone(),
+            c.metric.name().to_string(),
             num(c.value),
             num(c.std),
             c.n.to_string(),
@@ -525,7 +518,7 @@ pub fn render_comparison(c: &crate::compare::Comparison, format: Format) -> Resu
                         row.entry.label.clone(),
                         row.entry.arch.clone(),
                         row.entry.candidate.to_string(),
-                        m.clone(),
+                        m.name().to_string(),
                         num(cell.value),
                         cell.rank.map(|r| r.to_string()).unwrap_or_default(),
                         num(cell.diff),

@@ -39,7 +39,7 @@ fn paper_tables() -> Selection {
 fn cell<'a>(r: &'a Report, table: &str, dataset: &str, method: &str, metric: &str) -> &'a infoat_reports::Cell {
     r.cells
         .iter()
-        .find(|c| c.table == table && c.dataset == dataset && c.method == method && c.metric == metric)
+        .find(|c| c.table == table && c.dataset == dataset && c.method == method && c.metric.name() == metric)
         .unwrap_or_else(|| panic!("no cell {table} {dataset} {method} {metric}"))
 }
 
@@ -179,8 +179,8 @@ fn compare_places_a_run_among_the_same_protocol() {
     let labels: Vec<&str> = c.rows.iter().map(|r| r.entry.label.as_str()).collect();
     assert_eq!(c.rows.len(), 3, "{labels:?}");
     let at = c.rows.iter().find(|r| r.entry.label.starts_with("AT")).unwrap();
-    assert_eq!(at.entry.metrics["natural"].n, 3);
-    let j = c.metrics.iter().position(|m| m == "natural").unwrap();
+    assert_eq!(at.entry.metrics[&infoat_registry::Metric::Natural].n, 3);
+    let j = c.metrics.iter().position(|m| *m == infoat_registry::Metric::Natural).unwrap();
     // TRADES 81.00 vs AT ≈ 83.53: beyond noise; natural ranks InfoAT 84.3, AT, TRADES 81.0.
     assert!(at.cells[j].significant && at.cells[j].diff.unwrap() < -2.0, "{:?}", at.cells[j]);
     assert_eq!(c.rows[0].cells[j].rank, Some(3));

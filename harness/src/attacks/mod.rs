@@ -93,65 +93,25 @@ pub fn check_eps(eps: f64) -> std::result::Result<f64, String> {
     }
 }
 
-/// The evaluation attacks a preset or `infoat eval` can name (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum AttackId {
-    /// FGSM, one step of eps.
-    Fgsm,
-    /// PGD-20, step eps/4, uniform start.
-    Pgd20,
-    /// PGD-100, step eps/4, uniform start.
-    Pgd100,
-    /// PGD+: 5 restarts × 40 steps of 0.01, any-iterate.
-    #[value(name = "pgd_plus")]
-    PgdPlus,
-    /// CW∞-20: PGD-20 on the margin loss, κ = 50.
-    Cw20,
-    /// CW∞-100.
-    Cw100,
-    /// BPDA: PGD-20 through 5-bit depth reduction, straight-through gradient.
-    Bpda,
-    /// InfoPGD-20: PGD-20 on paper eq. 18, λ = 2.5.
-    Infopgd20,
-    /// APGD-CE: 100 iterations on the cross-entropy (AutoAttack's first component).
-    #[value(name = "apgd_ce")]
-    ApgdCe,
-    /// APGD-T: targeted DLR, 9 targets × 100 iterations.
-    #[value(name = "apgd_t")]
-    ApgdT,
-    /// FAB-T: targeted minimal-distortion attack, 9 targets × 100 iterations.
-    #[value(name = "fab_t")]
-    FabT,
-    /// Square: score-based random search, 5,000 queries, p_init 0.8.
-    Square,
-    /// AutoAttack standard: apgd_ce → apgd_t → fab_t → square on still-robust points.
-    Aa,
-    /// SPSA with 128 model evaluations per gradient estimate (paper Table III), 100 iterations.
-    Spsa128,
-    /// SPSA with 256 evaluations per estimate.
-    Spsa256,
-    /// SPSA with 512 evaluations per estimate.
-    Spsa512,
-    /// SPSA with 1,024 evaluations per estimate.
-    Spsa1024,
-    /// RayS, hard-label (paper Table IV): boundary distance (ADBD) and robust accuracy.
-    Rays,
+pub use infoat_registry::ids::AttackId;
+
+/// What the harness adds to the shared [`AttackId`]: the attack object and the version of
+/// its implementation.
+pub trait AttackBuild {
+    /// The attack at radius `eps` (RayS with its default budget).
+    fn build(self, eps: f64) -> Box<dyn Attack>;
+    /// The attack at radius `eps`, RayS with `rays_budget` queries per example.
+    fn build_with(self, eps: f64, rays_budget: usize) -> Box<dyn Attack>;
+    /// The version of this attack's implementation (see the impl).
+    fn version(self) -> u32;
 }
 
-impl AttackId {
-    /// The attack at radius `eps` (RayS with its default budget).
-    pub fn build(self, eps: f64) -> Box<dyn Attack> {
+impl AttackBuild for AttackId {
+    fn build(self, eps: f64) -> Box<dyn Attack> {
         self.build_with(eps, RAYS_DEFAULT_BUDGET)
     }
 
-    /// True for the black-box attacks (paper Tables III and IV), which see only outputs.
-    pub fn is_black_box(self) -> bool {
-        matches!(self, AttackId::Spsa128 | AttackId::Spsa256 | AttackId::Spsa512 | AttackId::Spsa1024 | AttackId::Rays)
-    }
-
-    /// The attack at radius `eps`, RayS with `rays_budget` queries per example.
-    pub fn build_with(self, eps: f64, rays_budget: usize) -> Box<dyn Attack> {
+    fn build_with(self, eps: f64, rays_budget: usize) -> Box<dyn Attack> {
         match self {
             AttackId::Spsa128 => Box::new(Spsa::paper(eps, 128)),
             AttackId::Spsa256 => Box::new(Spsa::paper(eps, 256)),
@@ -193,34 +153,10 @@ impl AttackId {
     ///   schedule and 5,000 iterations after the start; `bpda` is judged on g = f∘T;
     ///   `apgd_ce`/`apgd_t` keep `autopgd_base.py`'s step-size bookkeeping; `aa` through its
     ///   components.
-    pub fn version(self) -> u32 {
+    fn version(self) -> u32 {
         match self {
             AttackId::Rays | AttackId::Square | AttackId::Bpda | AttackId::ApgdCe | AttackId::ApgdT | AttackId::Aa => 2,
             _ => 1,
-        }
-    }
-
-    /// The id in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            AttackId::Fgsm => "fgsm",
-            AttackId::Pgd20 => "pgd20",
-            AttackId::Pgd100 => "pgd100",
-            AttackId::PgdPlus => "pgd_plus",
-            AttackId::Cw20 => "cw20",
-            AttackId::Cw100 => "cw100",
-            AttackId::Bpda => "bpda",
-            AttackId::Infopgd20 => "infopgd20",
-            AttackId::ApgdCe => "apgd_ce",
-            AttackId::ApgdT => "apgd_t",
-            AttackId::FabT => "fab_t",
-            AttackId::Square => "square",
-            AttackId::Aa => "aa",
-            AttackId::Spsa128 => "spsa128",
-            AttackId::Spsa256 => "spsa256",
-            AttackId::Spsa512 => "spsa512",
-            AttackId::Spsa1024 => "spsa1024",
-            AttackId::Rays => "rays",
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use infoat_harness::attacks::AttackBuild;
 use infoat_harness::cli::{RegistryAction, RegistryCmd};
 use infoat_harness::pipeline;
 use infoat_registry::Registry;

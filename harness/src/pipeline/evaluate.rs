@@ -13,7 +13,7 @@ use super::suite::recorded_version;
 use super::suite::SuiteRequest;
 use super::train::{find_run, recorded_setup};
 use super::{file_hash, identity_of, load_split, now_unix, DataIdentity, EVAL_SEMVER};
-use crate::attacks::AttackId;
+use crate::attacks::{AttackBuild, AttackId};
 use crate::checkpoint;
 use crate::data::{Dataset, Split};
 use crate::env::{fingerprint, Fingerprint};

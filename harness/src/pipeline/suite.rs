@@ -13,7 +13,7 @@ use std::str::FromStr;
 use infoat_registry::{ContentHash, EvalKey};
 
 use super::DataIdentity;
-use crate::attacks::{check_eps, Attack, AttackId, RAYS_DEFAULT_BUDGET};
+use crate::attacks::{check_eps, Attack, AttackBuild, AttackId, RAYS_DEFAULT_BUDGET};
 use crate::data::Dataset;
 use crate::preset::PresetRun;
 use crate::{Error, Result};
