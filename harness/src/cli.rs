@@ -339,7 +339,7 @@ pub struct ReportArgs {
     pub registry: PathBuf,
     /// Paper tables to render, by number (`2`) or as printed (`II`), comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "all")]
-    pub table: Vec<String>,
+    pub table: Vec<infoat_registry::PaperTable>,
     /// Every table the registry has results for, and every published table (the default).
     #[arg(long)]
     pub all: bool,

@@ -1,6 +1,6 @@
 //! The typed ids every crate shares, without libtorch: the evaluation attacks (SPEC §3), the
-//! metrics a report prints (the paper's Tables II–IV columns plus the harness's own), and the
-//! paper's tables. `harness` builds attacks from [`AttackId`]; `reports` orders, heads and files
+//! metrics a report prints (the paper's Tables II–IV columns plus the harness's own), the
+//! paper's tables, and the method kinds, datasets and architectures a run config names. `harness` builds attacks from [`AttackId`]; `reports` orders, heads and files
 //! cells by [`Metric`] and [`PaperTable`]. Each id is spelled as a string in exactly one place
 //! (its `name`), which is also its serde and command-line form.
 
@@ -263,7 +263,8 @@ impl<'de> Deserialize<'de> for Metric {
 }
 
 /// The paper's tables (Xu et al., IEEE TNNLS): I (MINE ablation), II (white-box, the main
-/// table), III (SPSA), IV (RayS), V (ablations of the loss), VI (other datasets and models).
+/// table, ResNet-18), III (SPSA), IV (RayS), V (white-box, WRN-34-10), VI (extra unlabelled
+/// data, WRN-28-10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PaperTable {
     /// Table I.
@@ -285,6 +286,11 @@ impl PaperTable {
     pub const ALL: [PaperTable; 6] =
         [PaperTable::I, PaperTable::II, PaperTable::III, PaperTable::IV, PaperTable::V, PaperTable::VI];
 
+    /// The table's number, 1 to 6.
+    pub fn number(self) -> usize {
+        self as usize + 1
+    }
+
     /// The table's roman numeral, as records and reports spell it.
     pub fn name(self) -> &'static str {
         match self {
@@ -304,13 +310,144 @@ impl fmt::Display for PaperTable {
     }
 }
 
+/// `II`, `ii`, `2`, `table2` or `Table 2`: the table as the paper prints it or by number.
 impl FromStr for PaperTable {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let t = t.strip_prefix("table").or_else(|| t.strip_prefix("Table")).unwrap_or(t).trim();
         PaperTable::ALL
             .into_iter()
-            .find(|t| t.name() == s)
-            .ok_or_else(|| format!("unknown paper table '{s}': expected one of I, II, III, IV, V, VI"))
+            .find(|p| p.name().eq_ignore_ascii_case(t) || t.parse() == Ok(p.number()))
+            .ok_or_else(|| format!("unknown paper table '{s}': the paper has Tables 1-6 (I-VI); e.g. 2 or II"))
+    }
+}
+
+/// An id enum of the run configs: each variant's config spelling (`name`, also its serde and
+/// `FromStr` form) and the paper's spelling in tables (`label`), written once, here.
+macro_rules! config_id {
+    ($(#[$doc:meta])* $ty:ident, $what:literal, $pointer:literal,
+     { $($(#[$vdoc:meta])* $variant:ident => $name:literal, $label:literal;)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $ty {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $ty {
+            /// Every variant, in the paper's order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The spelling in configs, records and on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+
+            /// The paper's spelling, for table rows and headings.
+            pub fn label(self) -> &'static str {
+                match self { $($ty::$variant => $label),+ }
+            }
+
+            #[doc = concat!("The ", $what, " a resolved run config names (its `", $pointer, "`), if it is one of these.")]
+            pub fn of_config(config: &serde_json::Value) -> Option<$ty> {
+                config.pointer($pointer)?.as_str()?.parse().ok()
+            }
+
+            #[doc = concat!("The paper's spelling of the ", $what, " `id`; an id that is none of these (an external model's, a newer harness's) is shown as it is.")]
+            pub fn label_of(id: &str) -> String {
+                id.parse::<$ty>().map_or_else(|_| id.to_string(), |v| v.label().to_string())
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|v| v.name()).collect();
+                    format!(concat!("unknown ", $what, " '{}': expected one of {}"), s, names.join(", "))
+                })
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+config_id!(
+    /// A training method (`[method] kind`; SPEC §2, paper §3 and Table II's rows).
+    MethodKind, "method kind", "/method/kind", {
+        /// Standard training on clean data.
+        Natural => "natural", "Natural";
+        /// GanDef.
+        Gandef => "gandef", "GanDef";
+        /// Madry et al.'s PGD adversarial training.
+        At => "at", "AT";
+        /// TRADES.
+        Trades => "trades", "TRADES";
+        /// MART.
+        Mart => "mart", "MART";
+        /// MART+ (MART with the paper's modification).
+        MartPlus => "mart_plus", "MART+";
+        /// InfoAT (paper eq. 17).
+        Infoat => "infoat", "InfoAT";
+    }
+);
+
+config_id!(
+    /// A dataset (`[data] dataset`; SPEC §1).
+    DatasetId, "dataset", "/data/dataset", {
+        /// MNIST.
+        Mnist => "mnist", "MNIST";
+        /// Fashion-MNIST.
+        FashionMnist => "fashion_mnist", "Fashion-MNIST";
+        /// CIFAR-10.
+        Cifar10 => "cifar10", "CIFAR-10";
+        /// CIFAR-100.
+        Cifar100 => "cifar100", "CIFAR-100";
+        /// SVHN.
+        Svhn => "svhn", "SVHN";
+    }
+);
+
+config_id!(
+    /// An architecture (`[model] arch`; SPEC §4).
+    ArchId, "architecture", "/model/arch", {
+        /// TRADES' SmallCNN (MNIST, Fashion-MNIST).
+        SmallCnn => "smallcnn", "SmallCNN";
+        /// CIFAR ResNet-18 (Table II).
+        ResNet18 => "resnet18", "ResNet-18";
+        /// WideResNet-34-10 (Table V).
+        Wrn34x10 => "wrn34_10", "WRN-34-10";
+        /// WideResNet-28-10 (Table VI).
+        Wrn28x10 => "wrn28_10", "WRN-28-10";
+    }
+);
+
+impl ArchId {
+    /// The table whose white-box layout models of this architecture fill: V for WRN-34-10, VI
+    /// for WRN-28-10, II for ResNet-18 and the CPU architectures.
+    pub fn whitebox_table(self) -> PaperTable {
+        match self {
+            ArchId::Wrn34x10 => PaperTable::V,
+            ArchId::Wrn28x10 => PaperTable::VI,
+            ArchId::SmallCnn | ArchId::ResNet18 => PaperTable::II,
+        }
     }
 }
 
@@ -333,6 +470,32 @@ mod tests {
             assert_eq!(t.name().parse::<PaperTable>(), Ok(t));
             assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!(t.name()));
         }
+        for &k in MethodKind::ALL {
+            assert_eq!(k.name().parse::<MethodKind>(), Ok(k));
+            assert_eq!(serde_json::from_value::<MethodKind>(serde_json::to_value(k).unwrap()).unwrap(), k);
+        }
+        for &d in DatasetId::ALL {
+            assert_eq!(d.name().parse::<DatasetId>(), Ok(d));
+        }
+        for &a in ArchId::ALL {
+            assert_eq!(a.name().parse::<ArchId>(), Ok(a));
+        }
+        let config = serde_json::json!({"method": {"kind": "mart_plus"}, "data": {"dataset": "cifar100"},
+                                        "model": {"arch": "wrn28_10"}});
+        assert_eq!(MethodKind::of_config(&config), Some(MethodKind::MartPlus));
+        assert_eq!(DatasetId::of_config(&config), Some(DatasetId::Cifar100));
+        assert_eq!(ArchId::of_config(&config).map(ArchId::whitebox_table), Some(PaperTable::VI));
+        assert_eq!(MethodKind::of_config(&serde_json::json!({"method": {"kind": "new_one"}})), None);
+        assert_eq!(MethodKind::label_of("mart_plus"), "MART+");
+        for (text, table) in
+            [("2", PaperTable::II), ("ii", PaperTable::II), ("table6", PaperTable::VI), ("Table 4", PaperTable::IV)]
+        {
+            assert_eq!(text.parse::<PaperTable>(), Ok(table), "{text}");
+        }
+        assert_eq!(PaperTable::V.number(), 5);
+        assert!("7".parse::<PaperTable>().unwrap_err().contains("Tables 1-6"));
+        assert_eq!(ArchId::label_of("external"), "external");
+        assert!("svhm".parse::<DatasetId>().unwrap_err().contains("unknown dataset 'svhm': expected one of mnist"));
         assert!("pgd21".parse::<AttackId>().unwrap_err().contains("expected one of fgsm, pgd20"));
         assert!("rays".parse::<Metric>().is_err(), "RayS reports as adbd and rob_acc");
     }
@@ -343,9 +506,28 @@ mod tests {
         assert_eq!(
             names,
             [
-                "natural", "fgsm", "pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "bpda", "infopgd20", "aa",
-                "apgd_ce", "apgd_t", "fab_t", "square", "spsa128", "spsa256", "spsa512", "spsa1024", "adbd",
-                "rob_acc", "worst_case", "mine"
+                "natural",
+                "fgsm",
+                "pgd20",
+                "pgd100",
+                "pgd_plus",
+                "cw20",
+                "cw100",
+                "bpda",
+                "infopgd20",
+                "aa",
+                "apgd_ce",
+                "apgd_t",
+                "fab_t",
+                "square",
+                "spsa128",
+                "spsa256",
+                "spsa512",
+                "spsa1024",
+                "adbd",
+                "rob_acc",
+                "worst_case",
+                "mine"
             ]
         );
         assert!(Metric::Natural.rank() < Metric::Attack(AttackId::Fgsm).rank());

@@ -116,7 +116,8 @@ pub struct HeatMaps {
 pub fn run_method(a: &AnalysisRecord, runs: &[infoat_registry::RunRecord]) -> String {
     a.config_hash
         .and_then(|h| runs.iter().find(|r| r.config_hash == h))
-        .and_then(|r| r.config.get("method")?.get("kind")?.as_str().map(crate::observations::method_label))
+        .and_then(|r| infoat_registry::MethodKind::of_config(&r.config))
+        .map(|k| k.label().to_string())
         .unwrap_or_else(|| "model".into())
 }
 

@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infoat_registry::{AttackId, EvalRecord, Metric, RunRecord};
+use infoat_registry::{ArchId, AttackId, DatasetId, EvalRecord, MethodKind, Metric, RunRecord};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::observations::{arch_label, dataset_label, method_label, recipe_hash};
+use crate::observations::recipe_hash;
 use crate::{Error, Result};
 
 /// One model's numbers under a protocol, aggregated over seeds.
@@ -120,12 +120,12 @@ fn identify(e: &EvalRecord, runs: &BTreeMap<String, &RunRecord>) -> Result<Ident
         let kind = c.pointer("/method/kind").and_then(Value::as_str).unwrap_or("unknown");
         let arch = c.pointer("/model/arch").and_then(Value::as_str).unwrap_or("unknown");
         let recipe = recipe_hash(c)?;
-        let label = format!("{} [{}]", method_label(kind), &recipe[..8]);
-        return Ok(Identity { entry: recipe, label, arch: arch_label(arch) });
+        let label = format!("{} [{}]", MethodKind::label_of(kind), &recipe[..8]);
+        return Ok(Identity { entry: recipe, label, arch: ArchId::label_of(arch) });
     }
     let path = e.model.get("path").and_then(Value::as_str).unwrap_or("model");
     let name = std::path::Path::new(path).file_name().map_or(path.to_string(), |n| n.to_string_lossy().into_owned());
-    let arch = e.model.get("arch").and_then(Value::as_str).map_or("external".to_string(), arch_label);
+    let arch = e.model.get("arch").and_then(Value::as_str).map_or("external".to_string(), ArchId::label_of);
     let hash = e.key.model_hash.to_hex();
     Ok(Identity { label: format!("{name} [{}]", &hash[..8]), entry: hash, arch })
 }
@@ -264,7 +264,7 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         candidate: ids[cand].label.clone(),
         protocol: format!(
             "{} test, clean on {n_clean}, attacks on the first {n_attacked}, L∞ eps {eps:.6}, {}, suite {}",
-            dataset_label(ds),
+            DatasetId::label_of(ds),
             if protocol.arch == "external" { "any architecture".to_string() } else { protocol.arch.clone() },
             &protocol.suite[..12]
         ),

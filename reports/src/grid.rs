@@ -132,7 +132,7 @@ pub fn grids(cells: &[Cell], tol: &Tolerances) -> Vec<Grid> {
 }
 
 fn roman_rank(t: &str) -> usize {
-    rank(&["I", "II", "III", "IV", "V", "VI"], &t)
+    t.parse::<infoat_registry::PaperTable>().map_or(usize::MAX, infoat_registry::PaperTable::number)
 }
 
 fn grid((table, dataset, arch, protocol): (String, String, String, String), cells: &[&Cell], tol: &Tolerances) -> Grid {

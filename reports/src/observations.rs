@@ -9,7 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::{canonical_json, AttackId, ContentHash, EvalRecord, Hasher, Metric, RunRecord};
+use infoat_registry::{
+    canonical_json, ArchId, AttackId, ContentHash, DatasetId, EvalRecord, Hasher, MethodKind, Metric, PaperTable,
+    RunRecord,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -53,56 +56,6 @@ pub struct Observation {
     pub flags: Vec<String>,
     /// Where it was trained (device, GPU or CPU model, libtorch, harness version and commit).
     pub environment: String,
-}
-
-/// The paper's spelling of a dataset id of the harness.
-pub fn dataset_label(id: &str) -> String {
-    match id {
-        "mnist" => "MNIST",
-        "fashion_mnist" => "Fashion-MNIST",
-        "cifar10" => "CIFAR-10",
-        "cifar100" => "CIFAR-100",
-        "svhn" => "SVHN",
-        other => other,
-    }
-    .to_string()
-}
-
-/// The paper's spelling of an architecture id.
-pub fn arch_label(id: &str) -> String {
-    match id {
-        "smallcnn" => "SmallCNN",
-        "resnet18" => "ResNet-18",
-        "wrn34_10" => "WRN-34-10",
-        "wrn28_10" => "WRN-28-10",
-        other => other,
-    }
-    .to_string()
-}
-
-/// The paper's spelling of a method kind.
-pub fn method_label(kind: &str) -> String {
-    match kind {
-        "natural" => "Natural",
-        "at" => "AT",
-        "trades" => "TRADES",
-        "mart" => "MART",
-        "mart_plus" => "MART+",
-        "gandef" => "GanDef",
-        "infoat" => "InfoAT",
-        other => other,
-    }
-    .to_string()
-}
-
-/// The table whose layout a white-box grid of `arch` follows (II: ResNet-18 and the CPU
-/// architectures, V: WRN-34-10, VI: WRN-28-10).
-pub fn whitebox_table(arch_id: &str) -> &'static str {
-    match arch_id {
-        "wrn34_10" => "V",
-        "wrn28_10" => "VI",
-        _ => "II",
-    }
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -180,16 +133,17 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         let dataset_id = str_at(c, &["data", "dataset"]).unwrap_or("unknown");
         let arch_id = str_at(c, &["model", "arch"]).unwrap_or("unknown");
         let kind = str_at(c, &["method", "kind"]).unwrap_or("unknown");
+        let table = ArchId::of_config(c).map_or(PaperTable::II, ArchId::whitebox_table);
         let eps = suite_eps(e);
         let flags: Vec<String> = e.sanity.iter().map(|s| format!("{}: {}", s.check, s.message)).collect();
         let (table, method) = match mine_row(c) {
-            Some(label) => ("I".to_string(), label),
-            None => (whitebox_table(arch_id).to_string(), method_label(kind)),
+            Some(label) => (PaperTable::I.name().to_string(), label),
+            None => (table.name().to_string(), MethodKind::label_of(kind)),
         };
         let base = Observation {
             table,
-            dataset: dataset_label(dataset_id),
-            arch: arch_label(arch_id),
+            dataset: DatasetId::label_of(dataset_id),
+            arch: ArchId::label_of(arch_id),
             method,
             recipe: recipe_hash(c)?[..12].to_string(),
             protocol: proto.clone(),

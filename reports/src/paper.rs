@@ -17,65 +17,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The paper's tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaperTable {
-    /// Table I: InfoAT with MINE at layer l and weight λ.
-    Table1,
-    /// Table II: white-box attacks, ResNet-18.
-    Table2,
-    /// Table III: SPSA.
-    Table3,
-    /// Table IV: RayS.
-    Table4,
-    /// Table V: white-box attacks, WRN-34-10.
-    Table5,
-    /// Table VI: extra unlabeled data, WRN-28-10.
-    Table6,
+pub use infoat_registry::PaperTable;
+
+/// The transcription's file name under `fixtures/paper/`.
+pub fn file_name(table: PaperTable) -> &'static str {
+    match table {
+        PaperTable::I => "table1_mine_lambda.csv",
+        PaperTable::II => "table2_whitebox_resnet18.csv",
+        PaperTable::III => "table3_spsa.csv",
+        PaperTable::IV => "table4_rays.csv",
+        PaperTable::V => "table5_whitebox_wrn34_10.csv",
+        PaperTable::VI => "table6_unlabeled_wrn28_10.csv",
+    }
 }
 
-impl PaperTable {
-    /// Every table, in order.
-    pub const ALL: [PaperTable; 6] = [
-        PaperTable::Table1,
-        PaperTable::Table2,
-        PaperTable::Table3,
-        PaperTable::Table4,
-        PaperTable::Table5,
-        PaperTable::Table6,
-    ];
-
-    /// The table's number as the paper prints it.
-    pub fn roman(self) -> &'static str {
-        match self {
-            PaperTable::Table1 => "I",
-            PaperTable::Table2 => "II",
-            PaperTable::Table3 => "III",
-            PaperTable::Table4 => "IV",
-            PaperTable::Table5 => "V",
-            PaperTable::Table6 => "VI",
-        }
-    }
-
-    /// The transcription's file name under `fixtures/paper/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            PaperTable::Table1 => "table1_mine_lambda.csv",
-            PaperTable::Table2 => "table2_whitebox_resnet18.csv",
-            PaperTable::Table3 => "table3_spsa.csv",
-            PaperTable::Table4 => "table4_rays.csv",
-            PaperTable::Table5 => "table5_whitebox_wrn34_10.csv",
-            PaperTable::Table6 => "table6_unlabeled_wrn28_10.csv",
-        }
-    }
-
-    /// The columns that identify a row; every other column is a metric.
-    pub fn key_columns(self) -> &'static [&'static str] {
-        match self {
-            PaperTable::Table1 => &["layer", "lambda"],
-            _ => &["dataset", "arch", "method"],
-        }
+/// The columns that identify a row of `table`; every other column is a metric.
+pub fn key_columns(table: PaperTable) -> &'static [&'static str] {
+    match table {
+        PaperTable::I => &["layer", "lambda"],
+        _ => &["dataset", "arch", "method"],
     }
 }
 
@@ -101,7 +61,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Reads one table's transcription from `dir`.
 pub fn load_table(dir: &Path, table: PaperTable) -> Result<Vec<Published>> {
-    let path = dir.join(table.file_name());
+    let path = dir.join(file_name(table));
     let text =
         std::fs::read_to_string(&path).map_err(|e| Error::File { path: path.clone(), message: e.to_string() })?;
     parse_table(&text, &path, table)
@@ -109,19 +69,19 @@ pub fn load_table(dir: &Path, table: PaperTable) -> Result<Vec<Published>> {
 
 /// The transcriptions compiled into the binary, so the published numbers travel with it.
 const EMBEDDED: [(PaperTable, &str); 6] = [
-    (PaperTable::Table1, include_str!("../../fixtures/paper/table1_mine_lambda.csv")),
-    (PaperTable::Table2, include_str!("../../fixtures/paper/table2_whitebox_resnet18.csv")),
-    (PaperTable::Table3, include_str!("../../fixtures/paper/table3_spsa.csv")),
-    (PaperTable::Table4, include_str!("../../fixtures/paper/table4_rays.csv")),
-    (PaperTable::Table5, include_str!("../../fixtures/paper/table5_whitebox_wrn34_10.csv")),
-    (PaperTable::Table6, include_str!("../../fixtures/paper/table6_unlabeled_wrn28_10.csv")),
+    (PaperTable::I, include_str!("../../fixtures/paper/table1_mine_lambda.csv")),
+    (PaperTable::II, include_str!("../../fixtures/paper/table2_whitebox_resnet18.csv")),
+    (PaperTable::III, include_str!("../../fixtures/paper/table3_spsa.csv")),
+    (PaperTable::IV, include_str!("../../fixtures/paper/table4_rays.csv")),
+    (PaperTable::V, include_str!("../../fixtures/paper/table5_whitebox_wrn34_10.csv")),
+    (PaperTable::VI, include_str!("../../fixtures/paper/table6_unlabeled_wrn28_10.csv")),
 ];
 
 /// Every table's published numbers, from the copies compiled into the binary.
 pub fn embedded() -> Result<Vec<Published>> {
     let mut all = Vec::new();
     for (table, text) in EMBEDDED {
-        all.extend(parse_table(text, &Path::new("fixtures/paper").join(table.file_name()), table)?);
+        all.extend(parse_table(text, &Path::new("fixtures/paper").join(file_name(table)), table)?);
     }
     Ok(all)
 }
@@ -130,10 +90,10 @@ impl Published {
     /// The registry record of this number: key `infoat-tnnls/<table>/<row keys>/<metric>`.
     pub fn to_record(&self) -> infoat_registry::PublishedRecord {
         let key = |k: &str| self.keys.get(k).cloned().unwrap_or_default();
-        let row: Vec<String> = self.table.key_columns().iter().map(|k| format!("{k}={}", key(k))).collect();
+        let row: Vec<String> = key_columns(self.table).iter().map(|k| format!("{k}={}", key(k))).collect();
         infoat_registry::PublishedRecord {
             paper: "infoat-tnnls".into(),
-            table: self.table.roman().to_string(),
+            table: self.table.name().to_string(),
             row: row.join(","),
             column: self.metric.clone(),
             dataset: key("dataset"),
@@ -151,7 +111,7 @@ fn parse_table(text: &str, path: &Path, table: PaperTable) -> Result<Vec<Publish
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers: Vec<String> =
         reader.headers().map_err(|e| file_err(e.to_string()))?.iter().map(str::to_string).collect();
-    for key in table.key_columns() {
+    for key in key_columns(table) {
         if !headers.iter().any(|h| h == key) {
             return Err(file_err(format!("missing key column '{key}' (header is {headers:?})")));
         }
@@ -162,7 +122,7 @@ fn parse_table(text: &str, path: &Path, table: PaperTable) -> Result<Vec<Publish
         let rec = rec.map_err(|e| file_err(format!("row {row}: {e}")))?;
         let mut keys = BTreeMap::new();
         for (h, cell) in headers.iter().zip(rec.iter()) {
-            if table.key_columns().contains(&h.as_str()) {
+            if key_columns(table).contains(&h.as_str()) {
                 keys.insert(h.clone(), cell.to_string());
                 continue;
             }
@@ -218,7 +178,7 @@ mod tests {
     fn embedded_copies_equal_the_fixtures_and_become_registry_records() {
         let all = load_all(&fixtures_dir()).unwrap();
         assert_eq!(embedded().unwrap(), all);
-        let rec = find(&all, PaperTable::Table2, &[("dataset", "CIFAR-10"), ("method", "AT")], "aa").to_record();
+        let rec = find(&all, PaperTable::II, &[("dataset", "CIFAR-10"), ("method", "AT")], "aa").to_record();
         assert_eq!(rec.table, "II");
         assert_eq!(rec.row, "dataset=CIFAR-10,arch=ResNet-18,method=AT");
         assert_eq!((rec.metric.as_str(), rec.value), ("aa", 47.25));
@@ -230,14 +190,14 @@ mod tests {
     fn transcriptions_load_with_their_sources() {
         let all = load_all(&fixtures_dir()).unwrap();
         let t2 = [("dataset", "CIFAR-10"), ("arch", "ResNet-18"), ("method", "InfoAT")];
-        let p = find(&all, PaperTable::Table2, &t2, "natural");
+        let p = find(&all, PaperTable::II, &t2, "natural");
         assert_eq!(p.value, 83.23);
-        assert_eq!(find(&all, PaperTable::Table2, &t2, "aa").value, 49.67);
-        assert_eq!(find(&all, PaperTable::Table6, &[("method", "InfoAT")], "pgd20").value, 65.40);
-        assert_eq!(find(&all, PaperTable::Table1, &[("layer", "1"), ("lambda", "0.5")], "pgd20").value, 56.71);
+        assert_eq!(find(&all, PaperTable::II, &t2, "aa").value, 49.67);
+        assert_eq!(find(&all, PaperTable::VI, &[("method", "InfoAT")], "pgd20").value, 65.40);
+        assert_eq!(find(&all, PaperTable::I, &[("layer", "1"), ("lambda", "0.5")], "pgd20").value, 56.71);
         // Table II: 18 rows x 10 metrics; Table I: 19 rows x 2 metrics.
-        assert_eq!(all.iter().filter(|p| p.table == PaperTable::Table2).count(), 180);
-        assert_eq!(all.iter().filter(|p| p.table == PaperTable::Table1).count(), 38);
+        assert_eq!(all.iter().filter(|p| p.table == PaperTable::II).count(), 180);
+        assert_eq!(all.iter().filter(|p| p.table == PaperTable::I).count(), 38);
         for p in &all {
             if p.metric != "adbd" {
                 assert!(p.value <= 100.0, "{p:?}");
@@ -254,10 +214,10 @@ mod tests {
             "dataset,arch,method,natural,pgd20\nC,W,InfoAT,90.0,6S.4\n",
         )
         .unwrap();
-        let e = load_table(&dir, PaperTable::Table6).unwrap_err().to_string();
+        let e = load_table(&dir, PaperTable::VI).unwrap_err().to_string();
         assert!(e.contains("row 1") && e.contains("pgd20") && e.contains("6S.4"), "{e}");
         std::fs::write(dir.join("table6_unlabeled_wrn28_10.csv"), "dataset,arch,natural\nC,W,90.0\n").unwrap();
-        let e = load_table(&dir, PaperTable::Table6).unwrap_err().to_string();
+        let e = load_table(&dir, PaperTable::VI).unwrap_err().to_string();
         assert!(e.contains("method"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

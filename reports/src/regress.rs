@@ -377,6 +377,7 @@ pub fn regress(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use infoat_registry::MethodKind;
 
     fn committed() -> (infoat_registry::bundle::BundleRecords, Vec<PlannedRun>) {
         bundle("quickstart")
@@ -519,7 +520,7 @@ mod tests {
         let (now, base) = (with_numerics(&b.runs, 25), with_numerics(&b.runs, 26));
         let settings =
             Settings { tolerance: &|_| 0.0, seed_sd: &|m| if m == "clean" { 0.01 } else { 0.0 }, alpha: 0.01 };
-        let at = b.runs.iter().find(|r| r.config.pointer("/method/kind").unwrap() == "at").unwrap().config_hash;
+        let at = b.runs.iter().find(|r| MethodKind::of_config(&r.config) == Some(MethodKind::At)).unwrap().config_hash;
         let at_eval = |evals: &mut Vec<EvalRecord>| -> usize {
             evals.iter().position(|e| e.config_hash == Some(at) && e.attacks.contains_key("pgd20")).unwrap()
         };

@@ -185,7 +185,7 @@ fn sensitivity_curves(
         }) {
             let Some(run) = runs.get(&o.config_hash) else { continue };
             let c = &run.config;
-            if c.pointer("/method/kind").and_then(serde_json::Value::as_str) != Some("infoat") {
+            if infoat_registry::MethodKind::of_config(c) != Some(infoat_registry::MethodKind::Infoat) {
                 continue;
             }
             let Some(v) = c.pointer(&format!("/method/{param}")).and_then(serde_json::Value::as_f64) else { continue };
@@ -250,7 +250,7 @@ fn ablation_bars(
         }) {
             let Some(run) = runs.get(&o.config_hash) else { continue };
             let c = &run.config;
-            if c.pointer("/method/kind").and_then(serde_json::Value::as_str) != Some("infoat") {
+            if infoat_registry::MethodKind::of_config(c) != Some(infoat_registry::MethodKind::Infoat) {
                 continue;
             }
             let Some(choice) = c.pointer(&format!("/method/{field}")) else { continue };

@@ -11,7 +11,14 @@ use infoat_registry::Registry;
 pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
     let registry = Registry::open(&a.registry)?;
     super::import_published(&registry)?;
-    let tables = a.table.iter().map(|t| roman_table(t)).collect::<Result<Vec<_>>>()?;
+    // Each table once, in the order given (`--table 2,II` is Table II).
+    let mut picked: Vec<infoat_registry::PaperTable> = Vec::new();
+    for &t in &a.table {
+        if !picked.contains(&t) {
+            picked.push(t);
+        }
+    }
+    let tables: Vec<String> = picked.iter().map(|t| t.name().to_string()).collect();
     let formats =
         a.format.iter().map(|f| infoat_reports::Format::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
     let configs = if a.run.is_empty() {
@@ -29,7 +36,7 @@ pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
     let stem = if tables.is_empty() {
         "tables".to_string()
     } else {
-        format!("table{}", tables.iter().map(|t| roman_index(t)).collect::<Vec<_>>().join("-"))
+        format!("table{}", picked.iter().map(|t| t.number().to_string()).collect::<Vec<_>>().join("-"))
     };
     let title = if tables.is_empty() {
         "InfoAT reproduction: every table in the registry".to_string()
@@ -48,26 +55,4 @@ pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
         println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `2`, `II` or `table2` → `II`.
-fn roman_table(s: &str) -> Result<String> {
-    let t = s.trim().trim_start_matches("table").trim_start_matches("Table").trim();
-    let romans = ["I", "II", "III", "IV", "V", "VI"];
-    if let Ok(n) = t.parse::<usize>() {
-        if (1..=6).contains(&n) {
-            return Ok(romans[n - 1].to_string());
-        }
-    }
-    let up = t.to_ascii_uppercase();
-    romans
-        .iter()
-        .find(|r| **r == up)
-        .map(|r| r.to_string())
-        .with_context(|| format!("unknown table '{s}': the paper has Tables 1-6 (I-VI); e.g. --table 2 or --table II"))
-}
-
-fn roman_index(t: &str) -> String {
-    let romans = ["I", "II", "III", "IV", "V", "VI"];
-    romans.iter().position(|r| *r == t).map_or_else(|| t.to_string(), |i| (i + 1).to_string())
 }

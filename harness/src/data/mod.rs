@@ -45,15 +45,21 @@ impl Dataset {
     pub const ALL: [Dataset; 5] =
         [Dataset::Mnist, Dataset::FashionMnist, Dataset::Cifar10, Dataset::Cifar100, Dataset::Svhn];
 
+    /// The dataset's id, as records and reports know it.
+    pub fn id(self) -> infoat_registry::DatasetId {
+        use infoat_registry::DatasetId;
+        match self {
+            Dataset::Mnist => DatasetId::Mnist,
+            Dataset::FashionMnist => DatasetId::FashionMnist,
+            Dataset::Cifar10 => DatasetId::Cifar10,
+            Dataset::Cifar100 => DatasetId::Cifar100,
+            Dataset::Svhn => DatasetId::Svhn,
+        }
+    }
+
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            Dataset::Mnist => "mnist",
-            Dataset::FashionMnist => "fashion_mnist",
-            Dataset::Cifar10 => "cifar10",
-            Dataset::Cifar100 => "cifar100",
-            Dataset::Svhn => "svhn",
-        }
+        self.id().name()
     }
 
     /// The L∞ radius SPEC §1 (paper §4.1) attacks and trains at: 0.3 on MNIST, 0.1 on

@@ -218,17 +218,23 @@ fn beta_infoat() -> f64 {
 }
 
 impl MethodConfig {
-    /// The method's name in tables and records.
-    pub fn name(&self) -> &'static str {
+    /// The method's kind, the id records and reports know it by.
+    pub fn kind(&self) -> infoat_registry::MethodKind {
+        use infoat_registry::MethodKind;
         match self {
-            MethodConfig::Natural => "natural",
-            MethodConfig::At { .. } => "at",
-            MethodConfig::Trades { .. } => "trades",
-            MethodConfig::Mart { .. } => "mart",
-            MethodConfig::MartPlus { .. } => "mart_plus",
-            MethodConfig::Gandef { .. } => "gandef",
-            MethodConfig::Infoat { .. } => "infoat",
+            MethodConfig::Natural => MethodKind::Natural,
+            MethodConfig::At { .. } => MethodKind::At,
+            MethodConfig::Trades { .. } => MethodKind::Trades,
+            MethodConfig::Mart { .. } => MethodKind::Mart,
+            MethodConfig::MartPlus { .. } => MethodKind::MartPlus,
+            MethodConfig::Gandef { .. } => MethodKind::Gandef,
+            MethodConfig::Infoat { .. } => MethodKind::Infoat,
         }
+    }
+
+    /// The method's name in configs, tables and records (`[method] kind`).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// The inner maximisation, for adversarial methods.

@@ -317,3 +317,27 @@ fn extra_data_fills_half_of_every_batch_and_an_epoch_covers_the_labelled_set() {
     .to_string();
     assert!(err.contains("data.extra"), "{err}");
 }
+
+/// The config spellings serde derives (`[method] kind`, `[data] dataset`, `[model] arch`) are
+/// the registry's ids, which reports read back: every method kind, dataset and architecture
+/// round-trips, and `name()` is the id's.
+#[test]
+fn config_spellings_are_the_registry_ids() {
+    use infoat_registry::{ArchId, DatasetId, MethodKind};
+    for &k in MethodKind::ALL {
+        let m: MethodConfig = serde_json::from_value(serde_json::json!({ "kind": k.name() }))
+            .unwrap_or_else(|e| panic!("method kind {k}: {e}"));
+        assert_eq!(m.kind(), k);
+        assert_eq!(serde_json::to_value(&m).unwrap()["kind"], k.name());
+    }
+    for d in crate::data::Dataset::ALL {
+        assert_eq!(serde_json::to_value(d).unwrap(), d.name());
+        assert_eq!(d.name().parse::<DatasetId>(), Ok(d.id()));
+    }
+    assert_eq!(crate::data::Dataset::ALL.len(), DatasetId::ALL.len());
+    for &a in ArchId::ALL {
+        let arch: crate::models::Arch = serde_json::from_value(serde_json::json!(a.name())).unwrap();
+        assert_eq!(arch.id(), a);
+        assert_eq!(arch.name(), a.name());
+    }
+}

@@ -45,14 +45,20 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The architecture's id, as records and reports know it.
+    pub fn id(self) -> infoat_registry::ArchId {
+        use infoat_registry::ArchId;
+        match self {
+            Arch::SmallCnn => ArchId::SmallCnn,
+            Arch::ResNet18 => ArchId::ResNet18,
+            Arch::Wrn34x10 => ArchId::Wrn34x10,
+            Arch::Wrn28x10 => ArchId::Wrn28x10,
+        }
+    }
+
     /// The name used in configs and on the command line.
     pub fn name(self) -> &'static str {
-        match self {
-            Arch::SmallCnn => "smallcnn",
-            Arch::ResNet18 => "resnet18",
-            Arch::Wrn34x10 => "wrn34_10",
-            Arch::Wrn28x10 => "wrn28_10",
-        }
+        self.id().name()
     }
 
     /// Checks that this architecture accepts images of `shape`.
