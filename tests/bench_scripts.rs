@@ -2,7 +2,7 @@
 //! times a step, and the kernel-ceiling script orders the works and reads a committed results
 //! file. Tiny settings: these check the scripts, not the machine.
 
-use infoat_tests::{repo_python, repo_root, run_repo_python};
+use infoat_tests::{infoat, repo_python, repo_root, run_repo_python};
 use serde_json::Value;
 
 fn script(name: &str, args: &[&str]) -> Vec<Value> {
@@ -40,10 +40,11 @@ fn pytorch_peer_refuses_a_cuda_graph_on_the_cpu() {
     assert!(err.contains("--graph needs --device cuda"), "{err}");
 }
 
-/// summarize.py renders the CUDA-graph and profile sections that ci/gpu-check's new steps
-/// produce (rows written here in the scripts' own format).
+/// `infoat bench --summarize` renders the CUDA-graph and profile sections that ci/gpu-check's
+/// steps produce (rows written here in the scripts' own format), and refuses a folder that
+/// holds no results.
 #[test]
-fn summarize_renders_graph_and_profile_sections() {
+fn bench_summarize_renders_graph_and_profile_sections() {
     let dir = tempfile::tempdir().unwrap();
     let row = |extra: Value| {
         let mut r = serde_json::json!({"arch": "resnet18", "dataset": "cifar10", "method": "at",
@@ -60,11 +61,19 @@ fn summarize_renders_graph_and_profile_sections() {
         "profile": {"device_events": 5000, "device_busy_ms": 20.0, "device_span_ms": 40.0, "ms_per_step": 48.0,
                     "device_busy_fraction": 0.4166, "mean_event_us": 4.0}}));
     std::fs::write(dir.path().join("profile.jsonl"), format!("{profiled}\n")).unwrap();
-    let md = run_repo_python("ci/bench/summarize.py", &[dir.path().to_str().unwrap()]);
+    let out = infoat(dir.path()).args(["bench", "--summarize", "."]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8(out.stdout).unwrap();
     let graph_row = "| train_step | resnet18 | at | 128 | bf16 | tuned | 3,600 | 2,400 | 1.50 | 2,640 | 0.73 |";
     assert!(md.contains(graph_row), "{md}");
     let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";
     assert!(md.contains(profile_row), "{md}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = infoat(empty.path()).args(["bench", "--summarize", "."]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("throughput.jsonl") && !err.contains("panicked"), "{err}");
 }
 
 #[test]

@@ -39,7 +39,28 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from pytorch_peer import SHAPES, build  # noqa: E402
-from summarize import impl_kind, load, median  # noqa: E402
+
+def load(path):
+    """The JSON lines of a results file (none when it does not exist)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def impl_kind(r):
+    """The column a measurement belongs to, as `infoat bench --summarize` files it
+    (reports/src/bench.rs, ThroughputRow::column)."""
+    if r.get("impl", "harness") == "pytorch":
+        heap = r.get("heap", "default") != "default"
+        return ("pytorch", r.get("variant", "reference") + ("+heap" if heap else ""))
+    return ("harness", "cl" if r["channels_last"] else "nchw")
 
 WORKS = ("pgd", "at", "trades", "infoat")
 
@@ -128,7 +149,7 @@ def bound(layers, work, k):
     return fwd + attack + 2 * (fwd + dgrad_inner + wgrad)
 
 
-# `summarize.impl_kind` columns under the names this script reports them by.
+# `impl_kind` columns under the names this script reports them by.
 WHO = {("harness", "nchw"): "harness NCHW", ("harness", "cl"): "harness channels-last"}
 
 

@@ -348,7 +348,7 @@ pub struct ReportArgs {
     pub run: Vec<String>,
     /// Output formats, comma-separated: md, tex, csv, json, html.
     #[arg(long, value_delimiter = ',', default_value = "md,html,json")]
-    pub format: Vec<String>,
+    pub format: Vec<infoat_reports::Format>,
     /// Output folder (`-` prints the first format on stdout instead).
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
@@ -370,7 +370,7 @@ pub struct CompareArgs {
     pub registry: PathBuf,
     /// Output formats, comma-separated: md, tex, csv, json, html.
     #[arg(long, value_delimiter = ',', default_value = "md")]
-    pub format: Vec<String>,
+    pub format: Vec<infoat_reports::Format>,
     /// Output folder; `-` (the default) prints the first format on stdout.
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
@@ -416,7 +416,8 @@ impl BenchMethod {
 #[command(after_help = "Examples:\n  \
     infoat bench --arch resnet18 --dataset cifar10 --device cuda --precision bf16 --channels-last\n  \
     infoat bench --arch wrn34x10 --dataset cifar10 --device cuda --max-batch\n  \
-    infoat bench --arch resnet18 --dataset cifar10 --device cuda --agreement --json")]
+    infoat bench --arch resnet18 --dataset cifar10 --device cuda --agreement --json\n  \
+    infoat bench --summarize out/bench   (a ci/bench/run or ci/gpu-check folder as Markdown tables)")]
 pub struct BenchArgs {
     /// Architecture.
     #[arg(long, value_enum, default_value = "smallcnn")]
@@ -470,6 +471,10 @@ pub struct BenchArgs {
     /// Examples compared by --agreement.
     #[arg(long, default_value_t = 64)]
     pub n: usize,
+    /// Summarise a result folder of `ci/bench/run` or `ci/gpu-check` (its *.jsonl and
+    /// machine.txt) as Markdown tables on stdout instead of timing.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["agreement", "max_batch"])]
+    pub summarize: Option<std::path::PathBuf>,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use infoat_registry::SanityFlag;
+use infoat_registry::{AttackId, SanityCheck};
 use tch::{Kind, Tensor};
 
 use crate::attacks::{ce_sum, Attack, Pgd};
@@ -22,15 +23,6 @@ use crate::data::{make_batch, Augment, ImageSet};
 use crate::eval::{accuracy_of, robust_flags};
 use crate::models::Classifier;
 use crate::Result;
-
-/// One tripped check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SanityFlag {
-    /// The check's name (see the module docs).
-    pub check: String,
-    /// What was observed.
-    pub message: String,
-}
 
 /// The radius of the large-eps check.
 pub const LARGE_EPS: f64 = 0.5;
@@ -41,25 +33,41 @@ pub const ZERO_GRAD_MAX_FRACTION: f64 = 0.10;
 /// Examples the model-probing checks look at.
 pub const PROBE_EXAMPLES: usize = 100;
 
-const ITERATIVE: [&str; 10] =
-    ["pgd20", "pgd100", "pgd_plus", "cw20", "cw100", "infopgd20", "apgd_ce", "apgd_t", "fab_t", "aa"];
+/// The white-box attacks of more than one gradient step on the model itself, which should never
+/// leave more examples robust than FGSM (BPDA attacks another classifier; Square and the
+/// black-box attacks use no gradient).
+const ITERATIVE: [AttackId; 10] = [
+    AttackId::Pgd20,
+    AttackId::Pgd100,
+    AttackId::PgdPlus,
+    AttackId::Cw20,
+    AttackId::Cw100,
+    AttackId::Infopgd20,
+    AttackId::ApgdCe,
+    AttackId::ApgdT,
+    AttackId::FabT,
+    AttackId::Aa,
+];
+
+/// (more steps, fewer steps) of one attack: the first should never be the weaker.
+const MORE_STEPS: [(AttackId, AttackId); 2] = [(AttackId::Pgd100, AttackId::Pgd20), (AttackId::Cw100, AttackId::Cw20)];
 
 /// Checks that compare the attacks' results: `robust` maps attack ids to (robust, total) counts.
-pub fn compare_attacks(robust: &BTreeMap<String, (usize, usize)>) -> Vec<SanityFlag> {
+pub fn compare_attacks(robust: &BTreeMap<AttackId, (usize, usize)>) -> Vec<SanityFlag> {
     let mut flags = Vec::new();
-    let weaker = |a: &str, b: &str| -> Option<String> {
-        let (ra, na) = *robust.get(a)?;
-        let (rb, nb) = *robust.get(b)?;
+    let weaker = |a: AttackId, b: AttackId| -> Option<String> {
+        let (ra, na) = *robust.get(&a)?;
+        let (rb, nb) = *robust.get(&b)?;
         (na == nb && ra > rb + 1).then(|| format!("{a} leaves {ra}/{na} robust, more than {b}'s {rb}/{nb}"))
     };
     for it in ITERATIVE {
-        if let Some(m) = weaker(it, "fgsm") {
-            flags.push(SanityFlag { check: "iterative_weaker_than_fgsm".into(), message: m });
+        if let Some(m) = weaker(it, AttackId::Fgsm) {
+            flags.push(SanityFlag { check: SanityCheck::IterativeWeakerThanFgsm, message: m });
         }
     }
-    for (more, fewer) in [("pgd100", "pgd20"), ("cw100", "cw20")] {
+    for (more, fewer) in MORE_STEPS {
         if let Some(m) = weaker(more, fewer) {
-            flags.push(SanityFlag { check: "more_steps_weaker".into(), message: m });
+            flags.push(SanityFlag { check: SanityCheck::MoreStepsWeaker, message: m });
         }
     }
     flags
@@ -83,7 +91,7 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
     let scale = a.f_abs()?.f_max()?.double_value(&[]).max(1.0);
     if diff.is_nan() || diff > 1e-5 * scale {
         flags.push(SanityFlag {
-            check: "randomized_outputs".into(),
+            check: SanityCheck::RandomizedOutputs,
             message: format!(
                 "two forward passes on the same {n} inputs differ by up to {diff:.3e} in the logits; \
                  use an expectation over the randomness (EOT) before trusting these numbers"
@@ -105,7 +113,7 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
     };
     if zero.1 > 0 && zero.0 as f64 > ZERO_GRAD_MAX_FRACTION * zero.1 as f64 {
         flags.push(SanityFlag {
-            check: "zero_gradients".into(),
+            check: SanityCheck::ZeroGradients,
             message: format!(
                 "the cross-entropy input gradient is exactly zero for {}/{} correctly classified examples \
                  (gradient masking: prefer apgd_t, fab_t, square or aa)",
@@ -118,7 +126,7 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
     let acc = accuracy_of(&robust_flags(model, &probe, &large as &dyn Attack, batch_size, seed)?);
     if acc.accuracy > LARGE_EPS_MAX_ACC {
         flags.push(SanityFlag {
-            check: "large_eps_not_broken".into(),
+            check: SanityCheck::LargeEpsNotBroken,
             message: format!(
                 "PGD-20 at eps {LARGE_EPS} leaves {}/{} examples correct (expected at most {:.0} %)",
                 acc.correct,
@@ -169,8 +177,8 @@ mod tests {
         set
     }
 
-    fn checks(flags: &[SanityFlag]) -> Vec<&str> {
-        flags.iter().map(|f| f.check.as_str()).collect()
+    fn checks(flags: &[SanityFlag]) -> Vec<SanityCheck> {
+        flags.iter().map(|f| f.check).collect()
     }
 
     #[test]
@@ -184,15 +192,15 @@ mod tests {
 
         let saturated = Scaled { net: smallcnn_random_head(11), scale: 1e6 };
         let f = probe_model(&saturated, &set, 20, 0).unwrap();
-        assert!(checks(&f).contains(&"zero_gradients"), "{f:?}");
+        assert!(checks(&f).contains(&SanityCheck::ZeroGradients), "{f:?}");
 
         let noisy = Noisy(Scaled { net: smallcnn_random_head(11), scale: 1.0 });
         let f = probe_model(&noisy, &set, 20, 0).unwrap();
-        assert!(checks(&f).contains(&"randomized_outputs"), "{f:?}");
+        assert!(checks(&f).contains(&SanityCheck::RandomizedOutputs), "{f:?}");
     }
 
-    fn counts(v: &[(&str, usize)]) -> BTreeMap<String, (usize, usize)> {
-        v.iter().map(|(k, r)| (k.to_string(), (*r, 100))).collect()
+    fn counts(v: &[(&str, usize)]) -> BTreeMap<AttackId, (usize, usize)> {
+        v.iter().map(|(k, r)| (k.parse().unwrap(), (*r, 100))).collect()
     }
 
     #[test]
@@ -200,20 +208,20 @@ mod tests {
         assert!(compare_attacks(&counts(&[("fgsm", 50), ("pgd20", 51)])).is_empty());
         let f = compare_attacks(&counts(&[("fgsm", 50), ("pgd20", 52), ("aa", 10)]));
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].check, "iterative_weaker_than_fgsm");
+        assert_eq!(f[0].check, SanityCheck::IterativeWeakerThanFgsm);
         assert!(f[0].message.contains("pgd20"), "{}", f[0].message);
     }
 
     #[test]
     fn flags_more_steps_weaker_than_fewer() {
         let f = compare_attacks(&counts(&[("pgd20", 40), ("pgd100", 45), ("cw20", 40), ("cw100", 40)]));
-        assert_eq!(f.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), vec!["more_steps_weaker"]);
+        assert_eq!(checks(&f), vec![SanityCheck::MoreStepsWeaker]);
     }
 
     #[test]
     fn different_subsets_are_not_compared() {
         let mut c = counts(&[("fgsm", 10)]);
-        c.insert("pgd20".into(), (20, 50));
+        c.insert(AttackId::Pgd20, (20, 50));
         assert!(compare_attacks(&c).is_empty());
     }
 }

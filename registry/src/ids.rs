@@ -262,6 +262,51 @@ impl<'de> Deserialize<'de> for Metric {
     }
 }
 
+/// The sanity checks an evaluation can trip (the harness's `sanity` module says how each is
+/// computed). A tripped check marks the evaluation *flagged* wherever it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanityCheck {
+    /// An iterative attack leaves more examples robust than FGSM.
+    IterativeWeakerThanFgsm,
+    /// PGD-100 / CW-100 leave more examples robust than PGD-20 / CW-20.
+    MoreStepsWeaker,
+    /// PGD-20 at a large eps leaves too many examples correct.
+    LargeEpsNotBroken,
+    /// Two forward passes on the same inputs differ.
+    RandomizedOutputs,
+    /// The cross-entropy input gradient is exactly zero for too many examples.
+    ZeroGradients,
+}
+
+impl SanityCheck {
+    /// Every check.
+    pub const ALL: [SanityCheck; 5] = [
+        SanityCheck::IterativeWeakerThanFgsm,
+        SanityCheck::MoreStepsWeaker,
+        SanityCheck::LargeEpsNotBroken,
+        SanityCheck::RandomizedOutputs,
+        SanityCheck::ZeroGradients,
+    ];
+
+    /// The check's name in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SanityCheck::IterativeWeakerThanFgsm => "iterative_weaker_than_fgsm",
+            SanityCheck::MoreStepsWeaker => "more_steps_weaker",
+            SanityCheck::LargeEpsNotBroken => "large_eps_not_broken",
+            SanityCheck::RandomizedOutputs => "randomized_outputs",
+            SanityCheck::ZeroGradients => "zero_gradients",
+        }
+    }
+}
+
+impl fmt::Display for SanityCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The paper's tables (Xu et al., IEEE TNNLS): I (MINE ablation), II (white-box, the main
 /// table, ResNet-18), III (SPSA), IV (RayS), V (white-box, WRN-34-10), VI (extra unlabelled
 /// data, WRN-28-10).
@@ -465,6 +510,9 @@ mod tests {
             assert_eq!(m.name().parse::<Metric>(), Ok(m));
             let json = serde_json::to_value(m).unwrap();
             assert_eq!(serde_json::from_value::<Metric>(json).unwrap(), m);
+        }
+        for c in SanityCheck::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(c.name()));
         }
         for t in PaperTable::ALL {
             assert_eq!(t.name().parse::<PaperTable>(), Ok(t));

@@ -22,10 +22,10 @@ pub use bundle::ImportReport;
 pub use canonical::{canonical_json, config_hash};
 pub use digest::{checkpoint_digest, ContentHash, Hasher, TensorEntry};
 pub use error::{Error, Result};
-pub use ids::{ArchId, AttackId, DatasetId, MethodKind, Metric, PaperTable};
+pub use ids::{ArchId, AttackId, DatasetId, MethodKind, Metric, PaperTable, SanityCheck};
 pub use lock::Lock;
 pub use records::{
     AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord,
-    RunRecord, RunStatus, SanityRecord,
+    RunRecord, RunStatus, SanityFlag,
 };
 pub use store::{GcReport, Registry, VerifyReport};

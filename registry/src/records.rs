@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{canonical_json, ContentHash, Hasher, Result};
+use crate::{canonical_json, ContentHash, Hasher, Result, SanityCheck};
 
 /// Where and with what a result was computed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,11 +209,11 @@ pub struct EvalFlags {
     pub worst_case: String,
 }
 
-/// A sanity check an evaluation tripped.
+/// A sanity check an evaluation tripped, as the harness reports it and the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SanityRecord {
+pub struct SanityFlag {
     /// The check.
-    pub check: String,
+    pub check: SanityCheck,
     /// What was observed.
     pub message: String,
 }
@@ -244,7 +244,7 @@ pub struct EvalRecord {
     /// Per-example worst case over the suite.
     pub worst_case_acc: Option<f64>,
     /// The sanity checks that tripped; non-empty means the record is flagged.
-    pub sanity: Vec<SanityRecord>,
+    pub sanity: Vec<SanityFlag>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Unix time it finished.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::{Metric, PublishedRecord};
+use infoat_registry::{Metric, PaperTable, PublishedRecord};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -85,8 +85,8 @@ impl Verdict {
 /// One cell of a table: the JSON form of every rendered table is a list of these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
-    /// Paper table (`II`, `V`, …).
-    pub table: String,
+    /// Paper table (serialized as printed: `II`, `V`, …).
+    pub table: PaperTable,
     /// Dataset label.
     pub dataset: String,
     /// Architecture label.
@@ -186,7 +186,7 @@ fn string_lists(col: &Column) -> Result<Vec<Vec<String>>> {
 pub fn observation_frame(obs: &[Observation]) -> Result<DataFrame> {
     let s = |f: fn(&Observation) -> String| obs.iter().map(f).collect::<Vec<String>>();
     Ok(df!(
-        "table" => s(|o| o.table.clone()),
+        "table" => s(|o| o.table.name().to_string()),
         "dataset" => s(|o| o.dataset.clone()),
         "arch" => s(|o| o.arch.clone()),
         "method" => s(|o| o.method.clone()),
@@ -246,7 +246,7 @@ pub fn cells(
     obs: &[Observation],
     published: &[PublishedRecord],
     tol: &Tolerances,
-    tables: &[String],
+    tables: &[PaperTable],
 ) -> Result<Vec<Cell>> {
     let keys = ["table", "dataset", "arch", "method", "protocol", "metric"];
     let agg = observation_frame(obs)?
@@ -306,7 +306,7 @@ pub fn cells(
         };
         let published = pubd[i].filter(|_| protocol_matches);
         out.push(Cell {
-            table: table[i].clone(),
+            table: table[i].parse().map_err(Error::Invalid)?,
             dataset: dataset[i].clone(),
             arch: arch[i].clone(),
             method: method[i].clone(),
@@ -327,11 +327,16 @@ pub fn cells(
         });
     }
 
-    for p in published.iter().filter(|p| tables.contains(&p.table)) {
+    for p in published {
+        let table: PaperTable =
+            p.table.parse().map_err(|e| Error::Invalid(format!("published record {}: {e}", p.key())))?;
+        if !tables.contains(&table) {
+            continue;
+        }
         let (dataset, arch, method) = published_labels(p);
         let reproduced = out.iter().any(|c| {
             c.published.is_some()
-                && c.table == p.table
+                && c.table == table
                 && c.dataset == dataset
                 && c.arch == arch
                 && c.method == method
@@ -339,7 +344,7 @@ pub fn cells(
         });
         if !reproduced {
             out.push(Cell {
-                table: p.table.clone(),
+                table,
                 dataset,
                 arch,
                 method,

@@ -178,11 +178,11 @@ fn lines(charts: Vec<Option<LineChart>>) -> Result<String> {
     let charts: Vec<LineChart> = charts.into_iter().flatten().collect();
     let mut row = Row { width: 0.0, height: 0.0, panels: Vec::new() };
     for c in &charts {
-        row.panels.push(RowPanel { x: row.width, svg: crate::render::render_svg("lines.svg", c)? });
+        row.panels.push(RowPanel { x: row.width, svg: crate::templates::render_svg("lines.svg", c)? });
         row.width += c.width;
         row.height = row.height.max(c.height);
     }
-    crate::render::render_svg("row.svg", &row)
+    crate::templates::render_svg("row.svg", &row)
 }
 
 fn fig1(r: &AnalysisRecord, label: &str) -> Result<Figure> {
@@ -320,7 +320,7 @@ fn fig5(r: &AnalysisRecord, label: &str) -> Result<Figure> {
              random sign direction of the same norm.",
             short(r)
         ),
-        svg: crate::render::render_svg("heat.svg", &maps)?,
+        svg: crate::templates::render_svg("heat.svg", &maps)?,
     })
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infoat_registry::Metric;
+use infoat_registry::{Metric, PaperTable};
 use serde::Serialize;
 
 use crate::aggregate::{Cell, Tolerances, Verdict};
@@ -59,8 +59,8 @@ pub struct GridRow {
 /// One table as the paper lays it out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Grid {
-    /// Paper table (`II`, …).
-    pub table: String,
+    /// Paper table (serialized as printed: `II`, …).
+    pub table: PaperTable,
     /// Dataset label.
     pub dataset: String,
     /// Architecture label.
@@ -108,10 +108,10 @@ fn display(metric: Metric, v: f64) -> f64 {
 /// Arranges `cells` into grids. Cells of a published table that nothing reproduced join the
 /// grid of the same table, dataset and architecture.
 pub fn grids(cells: &[Cell], tol: &Tolerances) -> Vec<Grid> {
-    type Key = (String, String, String, String);
+    type Key = (PaperTable, String, String, String);
     let mut groups: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
     for c in cells.iter().filter(|c| c.verdict != Verdict::NotRun) {
-        groups.entry((c.table.clone(), c.dataset.clone(), c.arch.clone(), c.protocol.clone())).or_default().push(c);
+        groups.entry((c.table, c.dataset.clone(), c.arch.clone(), c.protocol.clone())).or_default().push(c);
     }
     for c in cells.iter().filter(|c| c.verdict == Verdict::NotRun) {
         let target = groups
@@ -120,22 +120,22 @@ pub fn grids(cells: &[Cell], tol: &Tolerances) -> Vec<Grid> {
                 *t == c.table
                     && *d == c.dataset
                     && *a == c.arch
-                    && groups[&(t.clone(), d.clone(), a.clone(), p.clone())].iter().any(|x| x.published.is_some())
+                    && groups[&(*t, d.clone(), a.clone(), p.clone())].iter().any(|x| x.published.is_some())
             })
             .cloned()
-            .unwrap_or((c.table.clone(), c.dataset.clone(), c.arch.clone(), String::new()));
+            .unwrap_or((c.table, c.dataset.clone(), c.arch.clone(), String::new()));
         groups.entry(target).or_default().push(c);
     }
     let mut out: Vec<Grid> = groups.into_iter().map(|(key, cells)| grid(key, &cells, tol)).collect();
-    out.sort_by_key(|g| (roman_rank(&g.table), g.dataset.clone(), g.arch.clone(), g.protocol.clone()));
+    out.sort_by_key(|g| (g.table, g.dataset.clone(), g.arch.clone(), g.protocol.clone()));
     out
 }
 
-fn roman_rank(t: &str) -> usize {
-    t.parse::<infoat_registry::PaperTable>().map_or(usize::MAX, infoat_registry::PaperTable::number)
-}
-
-fn grid((table, dataset, arch, protocol): (String, String, String, String), cells: &[&Cell], tol: &Tolerances) -> Grid {
+fn grid(
+    (table, dataset, arch, protocol): (PaperTable, String, String, String),
+    cells: &[&Cell],
+    tol: &Tolerances,
+) -> Grid {
     let mut metrics: Vec<Metric> = cells.iter().map(|c| c.metric).collect::<BTreeSet<_>>().into_iter().collect();
     metrics.sort_by_key(|m| m.rank());
     let mut methods: Vec<String> =
@@ -250,11 +250,11 @@ fn grid((table, dataset, arch, protocol): (String, String, String, String), cell
                 .into(),
         );
     }
-    let what = match table.as_str() {
-        "III" => "robust accuracy (%) under SPSA",
-        "IV" => "RayS: average decision-boundary distance and robust accuracy (%)",
-        "I" => "InfoAT with MINE: natural and PGD-20 accuracy (%)",
-        _ => "clean and white-box robust accuracy (%)",
+    let what = match table {
+        PaperTable::III => "robust accuracy (%) under SPSA",
+        PaperTable::IV => "RayS: average decision-boundary distance and robust accuracy (%)",
+        PaperTable::I => "InfoAT with MINE: natural and PGD-20 accuracy (%)",
+        PaperTable::II | PaperTable::V | PaperTable::VI => "clean and white-box robust accuracy (%)",
     };
     let caption = format!("Table {table}-style: {what}, {dataset}, {arch}");
     Grid {

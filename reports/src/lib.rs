@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod analyses;
+pub mod bench;
 pub mod compare;
 mod error;
 pub mod grid;
@@ -18,6 +19,7 @@ pub mod plots;
 pub mod regress;
 pub mod render;
 pub mod stats;
+mod templates;
 
 pub use aggregate::{Cell, Tolerances, Verdict};
 pub use compare::{compare, Comparison};

@@ -21,8 +21,8 @@ use crate::Result;
 /// One reproduced number.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observation {
-    /// The paper table whose layout it belongs in (`II`, `V`, `VI`, …).
-    pub table: String,
+    /// The paper table whose layout it belongs in (serialized as printed: `II`, `V`, …).
+    pub table: PaperTable,
     /// Dataset as the paper prints it (`CIFAR-10`, `MNIST`).
     pub dataset: String,
     /// Architecture as the paper prints it (`ResNet-18`, `SmallCNN`).
@@ -137,8 +137,8 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
         let eps = suite_eps(e);
         let flags: Vec<String> = e.sanity.iter().map(|s| format!("{}: {}", s.check, s.message)).collect();
         let (table, method) = match mine_row(c) {
-            Some(label) => (PaperTable::I.name().to_string(), label),
-            None => (table.name().to_string(), MethodKind::label_of(kind)),
+            Some(label) => (PaperTable::I, label),
+            None => (table, MethodKind::label_of(kind)),
         };
         let base = Observation {
             table,
@@ -164,11 +164,11 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             // accuracy); white-box ones stay in the run's table.
             let id: AttackId =
                 attack.parse().map_err(|e| crate::Error::Invalid(format!("evaluation {}: {e}", base.eval_key)))?;
-            let table = id.black_box_table().map_or_else(|| base.table.clone(), |t| t.name().to_string());
+            let table = id.black_box_table().unwrap_or(base.table);
             if id == AttackId::Rays {
                 if let Some(adbd) = r.adbd {
                     out.push(Observation {
-                        table: table.clone(),
+                        table,
                         metric: Metric::Adbd,
                         value: adbd,
                         cost: r.forward_passes,
@@ -218,17 +218,17 @@ pub fn mine_row(config: &Value) -> Option<String> {
 
 /// Two recipes of one method in one grid get the recipe prefix in their label.
 fn disambiguate(obs: &mut [Observation]) {
-    let mut recipes: BTreeMap<(String, String, String, String, String), Vec<String>> = BTreeMap::new();
+    let mut recipes: BTreeMap<(PaperTable, String, String, String, String), Vec<String>> = BTreeMap::new();
     for o in obs.iter() {
         let v = recipes
-            .entry((o.table.clone(), o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone()))
+            .entry((o.table, o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone()))
             .or_default();
         if !v.contains(&o.recipe) {
             v.push(o.recipe.clone());
         }
     }
     for o in obs.iter_mut() {
-        let k = (o.table.clone(), o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone());
+        let k = (o.table, o.dataset.clone(), o.arch.clone(), o.protocol.clone(), o.method.clone());
         if recipes[&k].len() > 1 {
             o.method = format!("{} [{}]", o.method, &o.recipe[..8]);
         }

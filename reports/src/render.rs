@@ -4,16 +4,15 @@
 //! of the cells.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use infoat_registry::{AttackId, EvalRecord, Metric, PublishedRecord, RunRecord};
+use infoat_registry::{AttackId, EvalRecord, Metric, PaperTable, PublishedRecord, RunRecord};
 use serde::Serialize;
-use tera::{Context, Tera, Value};
 
 use crate::aggregate::{cells, Cell, Tolerances, Verdict};
 use crate::grid::{grids, Grid};
 use crate::observations::collect;
 use crate::plots;
+use crate::templates::render_template;
 use crate::{Error, Result};
 
 /// An output format.
@@ -49,17 +48,26 @@ impl Format {
 
     /// Parses an extension-like name (`md`, `tex`, `csv`, `json`, `html`).
     pub fn parse(s: &str) -> Result<Format> {
-        Format::ALL.into_iter().find(|f| f.extension() == s.trim()).ok_or_else(|| {
-            Error::Invalid(format!("unknown report format '{s}': expected one of md, tex, csv, json, html"))
-        })
+        s.parse().map_err(Error::Invalid)
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    /// The extension-like name, as `--format` takes it.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.extension() == s.trim())
+            .ok_or_else(|| format!("unknown report format '{s}': expected one of md, tex, csv, json, html"))
     }
 }
 
 /// Which records a report covers.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// Only these paper tables (`II`, `V`, …); all when empty.
-    pub tables: Vec<String>,
+    /// Only these paper tables; all when empty.
+    pub tables: Vec<PaperTable>,
     /// Only runs with these config hashes (full hex); all when `None`.
     pub configs: Option<Vec<String>>,
     /// Only evaluations with these key hashes (full hex); all when `None`.
@@ -116,9 +124,9 @@ pub fn build(
     if !selection.tables.is_empty() {
         obs.retain(|o| selection.tables.contains(&o.table));
     }
-    let not_run_tables: Vec<String> = if selection.include_not_run {
+    let not_run_tables: Vec<PaperTable> = if selection.include_not_run {
         if selection.tables.is_empty() {
-            published.iter().map(|p| p.table.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+            PaperTable::ALL.to_vec()
         } else {
             selection.tables.clone()
         }
@@ -310,71 +318,6 @@ fn training_curves(grid: &Grid, runs: &BTreeMap<String, &RunRecord>) -> Result<V
     Ok(out)
 }
 
-fn tex_escape(value: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
-    let s = tera::try_get_value!("tex", "value", String, value);
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\textbackslash{}"),
-            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
-                out.push('\\');
-                out.push(ch);
-            }
-            '~' => out.push_str("\\textasciitilde{}"),
-            '^' => out.push_str("\\textasciicircum{}"),
-            '∞' => out.push_str("$\\infty$"),
-            '±' => out.push_str("$\\pm$"),
-            '–' => out.push_str("--"),
-            '⚠' => out.push_str("(!)"),
-            c => out.push(c),
-        }
-    }
-    Ok(Value::String(out))
-}
-
-/// `value | fixed(d=2)`: a number with exactly `d` decimals.
-fn fixed(value: &Value, args: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
-    let v = tera::try_get_value!("fixed", "value", f64, value);
-    let d = args.get("d").and_then(Value::as_u64).unwrap_or(2) as usize;
-    Ok(Value::String(format!("{v:.d$}")))
-}
-
-/// `hash | short`: the first 16 hex digits of a hash.
-fn short(value: &Value, _: &std::collections::HashMap<String, Value>) -> tera::Result<Value> {
-    let s = tera::try_get_value!("short", "value", String, value);
-    Ok(Value::String(s.chars().take(16).collect()))
-}
-
-fn engine() -> Result<&'static Tera> {
-    static ENGINE: OnceLock<std::result::Result<Tera, String>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let mut t = Tera::default();
-            t.add_raw_templates([
-                ("macros.tera", include_str!("../templates/macros.tera")),
-                ("grid.md", include_str!("../templates/grid.md.tera")),
-                ("grid.tex", include_str!("../templates/grid.tex.tera")),
-                ("report.html", include_str!("../templates/report.html.tera")),
-                ("bars.svg", include_str!("../templates/bars.svg.tera")),
-                ("lines.svg", include_str!("../templates/lines.svg.tera")),
-                ("heat.svg", include_str!("../templates/heat.svg.tera")),
-                ("row.svg", include_str!("../templates/row.svg.tera")),
-                ("compare.md", include_str!("../templates/compare.md.tera")),
-                ("compare.tex", include_str!("../templates/compare.tex.tera")),
-                ("compare.html", include_str!("../templates/compare.html.tera")),
-                ("regress.md", include_str!("../templates/regress.md.tera")),
-            ])
-            .map_err(|e| format!("{e:?}"))?;
-            t.register_filter("tex", tex_escape);
-            t.register_filter("fixed", fixed);
-            t.register_filter("short", short);
-            t.autoescape_on(vec![".html", ".svg"]);
-            Ok(t)
-        })
-        .as_ref()
-        .map_err(|e| Error::Template(e.clone()))
-}
-
 /// Adds the figures of the analysis records among `analyses` whose run the selection keeps
 /// (every one without a config filter; none when the selection names tables), each labelled
 /// with its run's method.
@@ -400,30 +343,9 @@ pub fn add_analyses(
     Ok(())
 }
 
-/// Renders a plot template (`lines.svg`, `bars.svg`, `heat.svg`) with its geometry as `p`.
-pub(crate) fn render_svg<T: Serialize>(name: &str, plot: &T) -> Result<String> {
-    render_template(name, "p", plot)
-}
-
 /// The Markdown summary of a regression check (`infoat regress`, issue 8).
 pub fn render_regress(r: &crate::regress::RegressReport) -> Result<String> {
     render_template("regress.md", "r", r)
-}
-
-fn render_template<T: Serialize>(name: &str, key: &str, value: &T) -> Result<String> {
-    let mut ctx = Context::new();
-    ctx.insert(key, value);
-    engine()?.render(name, &ctx).map_err(|e| Error::Template(template_error(&e)))
-}
-
-fn template_error(e: &tera::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    msg
 }
 
 /// Renders `report` in `format`.
@@ -469,7 +391,7 @@ fn csv(cells: &[Cell]) -> Result<String> {
     let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
     for c in cells {
         w.write_record([
-            c.table.clone(),
+            c.table.name().to_string(),
             c.dataset.clone(),
             c.arch.clone(),
             c.method.clone(),

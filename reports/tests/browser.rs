@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use infoat_registry::{EvalRecord, RunRecord};
+use infoat_registry::{EvalRecord, PaperTable, RunRecord};
 use infoat_reports::{build, paper, render, Format, Selection};
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ fn html_report_renders_in_headless_chromium() {
         }
     }
     let published: Vec<_> = paper::embedded().unwrap().iter().map(|p| p.to_record()).collect();
-    let selection = Selection { tables: vec!["II".into()], configs: None, evals: None, include_not_run: true };
+    let selection = Selection { tables: vec![PaperTable::II], configs: None, evals: None, include_not_run: true };
     let report = build("Browser check", &runs, &evals, &published, &selection).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");

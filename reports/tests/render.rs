@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use infoat_registry::{EvalRecord, PublishedRecord, RunRecord};
+use infoat_registry::{EvalRecord, PaperTable, PublishedRecord, RunRecord};
 use infoat_reports::{build, paper, render, Format, Report, Selection, Verdict};
 use serde_json::Value;
 
@@ -33,13 +33,18 @@ fn report(selection: &Selection) -> Report {
 }
 
 fn paper_tables() -> Selection {
-    Selection { tables: vec!["I".into(), "II".into(), "V".into()], configs: None, evals: None, include_not_run: true }
+    Selection {
+        tables: vec![PaperTable::I, PaperTable::II, PaperTable::V],
+        configs: None,
+        evals: None,
+        include_not_run: true,
+    }
 }
 
 fn cell<'a>(r: &'a Report, table: &str, dataset: &str, method: &str, metric: &str) -> &'a infoat_reports::Cell {
     r.cells
         .iter()
-        .find(|c| c.table == table && c.dataset == dataset && c.method == method && c.metric.name() == metric)
+        .find(|c| c.table.name() == table && c.dataset == dataset && c.method == method && c.metric.name() == metric)
         .unwrap_or_else(|| panic!("no cell {table} {dataset} {method} {metric}"))
 }
 

@@ -9,6 +9,11 @@ use serde_json::json;
 
 pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
     use infoat_harness::bench::{self, BenchSpec};
+    if let Some(dir) = &a.summarize {
+        let results = infoat_reports::bench::BenchResults::load(dir)?;
+        print!("{}", infoat_reports::bench::render_bench(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let device = a.device.device()?;
     if a.cudnn_benchmark {
         tch::Cuda::cudnn_set_benchmark(true);

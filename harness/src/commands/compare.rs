@@ -8,8 +8,7 @@ use infoat_registry::Registry;
 
 pub(crate) fn run(a: CompareArgs) -> Result<ExitCode> {
     let registry = Registry::open(&a.registry)?;
-    let formats =
-        a.format.iter().map(|f| infoat_reports::Format::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let formats = a.format;
     let c = infoat_reports::compare(a.candidate.trim(), &registry.runs()?, &registry.evals()?)?;
     if a.out.as_os_str() == "-" {
         let format = *formats.first().context("--format names no format")?;

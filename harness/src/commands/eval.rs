@@ -33,6 +33,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let m = &report.model;
+        let clean = report.clean();
         println!(
             "{} ({} {} on {}, {} {})\nclean test accuracy {:.2}% ({}/{})",
             m.path.display(),
@@ -41,11 +42,11 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
             report.data.dataset,
             if m.source == "torchscript" { "file sha256" } else { "checkpoint" },
             m.hash.short(16),
-            100.0 * report.clean.accuracy,
-            report.clean.correct,
-            report.clean.total
+            100.0 * clean.accuracy,
+            clean.correct,
+            clean.total
         );
-        for (id, r) in &report.attacks {
+        for (id, r) in report.attacks() {
             println!(
                 "{id:<9} robust accuracy {:.2}% ({}/{}) at eps {}, {:.1}s (attack v{})",
                 100.0 * r.robust.accuracy,
@@ -56,10 +57,10 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
                 r.version
             );
         }
-        if let Some(w) = report.worst_case_acc {
+        if let Some(w) = report.worst_case_acc() {
             println!("worst case over the attacks {:.2}%", 100.0 * w);
         }
-        for f in &report.sanity {
+        for f in report.sanity() {
             println!("FLAGGED [{}]: {}", f.check, f.message);
         }
     }

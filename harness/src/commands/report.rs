@@ -18,9 +18,7 @@ pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
             picked.push(t);
         }
     }
-    let tables: Vec<String> = picked.iter().map(|t| t.name().to_string()).collect();
-    let formats =
-        a.format.iter().map(|f| infoat_reports::Format::parse(f)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let formats = a.format;
     let configs = if a.run.is_empty() {
         None
     } else {
@@ -32,16 +30,16 @@ pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
         Some(hashes)
     };
     let selection =
-        infoat_reports::Selection { tables: tables.clone(), configs, evals: None, include_not_run: !a.no_not_run };
-    let stem = if tables.is_empty() {
+        infoat_reports::Selection { tables: picked.clone(), configs, evals: None, include_not_run: !a.no_not_run };
+    let stem = if picked.is_empty() {
         "tables".to_string()
     } else {
         format!("table{}", picked.iter().map(|t| t.number().to_string()).collect::<Vec<_>>().join("-"))
     };
-    let title = if tables.is_empty() {
+    let title = if picked.is_empty() {
         "InfoAT reproduction: every table in the registry".to_string()
     } else {
-        format!("InfoAT reproduction: Table {}", tables.join(", "))
+        format!("InfoAT reproduction: Table {}", picked.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
     };
     if a.out.as_os_str() == "-" {
         let format = *formats.first().context("--format names no format")?;

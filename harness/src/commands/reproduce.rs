@@ -229,7 +229,7 @@ fn print_preset_table(preset: &Preset, rows: &[pipeline::PresetOutcome]) {
         let verdict = if r.sanity.is_empty() {
             verdict
         } else {
-            let checks: Vec<&str> = r.sanity.iter().map(|f| f.check.as_str()).collect();
+            let checks: Vec<&str> = r.sanity.iter().map(|f| f.check.name()).collect();
             format!("{verdict}, FLAGGED ({})", checks.join(", "))
         };
         println!(

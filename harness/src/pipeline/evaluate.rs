@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use infoat_registry::records::{new_attempt, pack_flags, unpack_flags};
-use infoat_registry::{AttackResult, ContentHash, EvalFlags, EvalRecord, Registry, SanityRecord};
+use infoat_registry::{AttackResult, ContentHash, EvalFlags, EvalRecord, Registry};
 use serde::{Deserialize, Serialize};
 
 use super::suite::recorded_version;
 use super::suite::SuiteRequest;
 use super::train::{find_run, recorded_setup};
 use super::{file_hash, identity_of, load_split, now_unix, DataIdentity, EVAL_SEMVER};
-use crate::attacks::{AttackBuild, AttackId};
+use crate::attacks::AttackId;
 use crate::checkpoint;
 use crate::data::{Dataset, Split};
 use crate::env::{fingerprint, Fingerprint};
@@ -39,7 +39,7 @@ pub struct AttackReport {
     /// Average L∞ distance to the decision boundary over the attacked examples (RayS's ADBD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adbd: Option<f64>,
-    /// The version of the attack's implementation that computed this ([`AttackId::version`]).
+    /// The version of the attack's implementation that computed this ([`AttackBuild::version`](crate::attacks::AttackBuild::version)).
     pub version: u32,
     /// Per attacked example, in order: `1` robust, `0` not (empty when a stored evaluation
     /// has no flags).
@@ -88,39 +88,138 @@ pub struct ModelIdentity {
     pub config_hash: Option<ContentHash>,
 }
 
-/// The result of evaluating a model on test data.
-#[derive(Debug, Clone, Serialize)]
+/// The result of evaluating a model on test data: the registry's [`EvalRecord`] of it, with what
+/// the registry keeps beside the record (the per-example flags) and what it does not keep
+/// (RayS's per-example distances). `infoat eval --json` prints [`EvalReport`]'s serde form, a
+/// view of the record: key, reused, model, data, n, clean_acc, clean, attacks (each with its
+/// counts, version and per-example flags), worst_case_acc, worst_case_flags, flagged, sanity,
+/// seconds, env.
+#[derive(Debug, Clone)]
 pub struct EvalReport {
     /// The evaluation's registry key (model, attack suite, data and subset, seed).
     pub key: ContentHash,
     /// True when the registry already held this evaluation and nothing was attacked.
     pub reused: bool,
-    /// The model evaluated.
+    /// The record, as the registry holds it (or would, without a registry).
+    pub record: EvalRecord,
+    /// The model evaluated (the record's `model`, typed).
     pub model: ModelIdentity,
-    /// The test data.
+    /// The test data (the record's `data`, typed).
     pub data: DataIdentity,
-    /// Number of test images evaluated clean.
-    pub n: usize,
-    /// Clean accuracy as a fraction in [0, 1] (`clean.accuracy`).
-    pub clean_acc: f64,
+    /// The per-example results; `None` for a stored evaluation whose flags are missing.
+    pub flags: Option<EvalFlags>,
+    /// RayS's per-example L∞ boundary distances by attack id (fresh evaluations only; the
+    /// record keeps their average).
+    pub distances: BTreeMap<String, Vec<f64>>,
+}
+
+impl EvalReport {
+    /// Wraps a record, reading its model and data identities.
+    fn new(
+        key: ContentHash,
+        reused: bool,
+        record: EvalRecord,
+        flags: Option<EvalFlags>,
+        distances: BTreeMap<String, Vec<f64>>,
+    ) -> Result<EvalReport> {
+        let bad = |what: &str| Error::Invalid(format!("registry eval record {key}: {what}; rerun with --force"));
+        let model = serde_json::from_value(record.model.clone()).map_err(|_| bad("model identity unreadable"))?;
+        let data = serde_json::from_value(record.data.clone()).map_err(|_| bad("data identity unreadable"))?;
+        Ok(EvalReport { key, reused, record, model, data, flags, distances })
+    }
+
     /// Clean accuracy, with counts.
-    pub clean: Accuracy,
+    pub fn clean(&self) -> Accuracy {
+        let r = &self.record;
+        Accuracy { total: r.n, correct: (r.clean_acc * r.n as f64).round() as usize, accuracy: r.clean_acc }
+    }
+
     /// Each attack's result, by attack id.
-    pub attacks: BTreeMap<String, AttackReport>,
-    /// Per-example worst case over all attacks run (robust to every one of them), on the
-    /// attacked images; `None` when no attack ran.
-    pub worst_case_acc: Option<f64>,
-    /// Per-example robustness under the worst case (`1` robust, `0` not), in test-set order,
-    /// as a string of digits; empty when no attack ran.
-    pub worst_case_flags: String,
-    /// True when a sanity check tripped: these numbers may overstate robustness.
-    pub flagged: bool,
-    /// The sanity checks that tripped ([`crate::sanity`]).
-    pub sanity: Vec<SanityFlag>,
+    pub fn attacks(&self) -> BTreeMap<String, AttackReport> {
+        let r = &self.record;
+        r.attacks
+            .iter()
+            .map(|(id, a)| {
+                let version = serde_json::from_value::<AttackId>(serde_json::json!(id))
+                    .map_or(1, |attack| recorded_version(&r.suite, attack));
+                let flags = self
+                    .flags
+                    .as_ref()
+                    .and_then(|f| f.attacks.get(id))
+                    .and_then(|f| unpack_flags(f))
+                    .map(|f| digits(&f))
+                    .unwrap_or_default();
+                let report = AttackReport {
+                    robust_acc: a.robust_acc,
+                    robust: Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc },
+                    eps: a.eps,
+                    seconds: a.seconds,
+                    forward_passes: a.forward_passes,
+                    adbd: a.adbd,
+                    version,
+                    flags,
+                    distances: self.distances.get(id).cloned(),
+                };
+                (id.clone(), report)
+            })
+            .collect()
+    }
+
+    /// The sanity checks that tripped ([`crate::sanity`]); non-empty means flagged.
+    pub fn sanity(&self) -> &[SanityFlag] {
+        &self.record.sanity
+    }
+
     /// Wall-clock seconds of the evaluation (of the original one when reused).
-    pub seconds: f64,
-    /// Where it ran.
-    pub env: Fingerprint,
+    pub fn seconds(&self) -> f64 {
+        self.record.seconds
+    }
+
+    /// Per-example worst case over all attacks run, on the attacked images; `None` when no
+    /// attack ran.
+    pub fn worst_case_acc(&self) -> Option<f64> {
+        self.record.worst_case_acc
+    }
+}
+
+impl Serialize for EvalReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            key: ContentHash,
+            reused: bool,
+            model: &'a ModelIdentity,
+            data: &'a DataIdentity,
+            n: usize,
+            clean_acc: f64,
+            clean: Accuracy,
+            attacks: BTreeMap<String, AttackReport>,
+            worst_case_acc: Option<f64>,
+            worst_case_flags: String,
+            flagged: bool,
+            sanity: &'a [SanityFlag],
+            seconds: f64,
+            env: &'a Fingerprint,
+        }
+        let worst = self.flags.as_ref().and_then(|f| unpack_flags(&f.worst_case)).map(|w| digits(&w));
+        View {
+            key: self.key,
+            reused: self.reused,
+            model: &self.model,
+            data: &self.data,
+            n: self.record.n,
+            clean_acc: self.record.clean_acc,
+            clean: self.clean(),
+            attacks: self.attacks(),
+            worst_case_acc: self.record.worst_case_acc,
+            worst_case_flags: worst.unwrap_or_default(),
+            flagged: !self.record.sanity.is_empty(),
+            sanity: &self.record.sanity,
+            seconds: self.record.seconds,
+            env: &self.record.env,
+        }
+        .serialize(s)
+    }
 }
 
 /// What to evaluate and on what.
@@ -236,60 +335,6 @@ pub(super) fn digits(flags: &[bool]) -> String {
     flags.iter().map(|&f| if f { '1' } else { '0' }).collect()
 }
 
-fn report_from_record(rec: &EvalRecord, flags: Option<EvalFlags>, key: ContentHash) -> Result<EvalReport> {
-    let bad = |what: &str| Error::Invalid(format!("registry eval record {key}: {what}; rerun with --force"));
-    let model: ModelIdentity =
-        serde_json::from_value(rec.model.clone()).map_err(|_| bad("model identity unreadable"))?;
-    let data: DataIdentity = serde_json::from_value(rec.data.clone()).map_err(|_| bad("data identity unreadable"))?;
-    let correct = (rec.clean_acc * rec.n as f64).round() as usize;
-    let attacks = rec
-        .attacks
-        .iter()
-        .map(|(id, a)| {
-            let robust = Accuracy { total: a.total, correct: a.correct, accuracy: a.robust_acc };
-            let version = serde_json::from_value::<AttackId>(serde_json::json!(id))
-                .map_or(1, |attack| recorded_version(&rec.suite, attack));
-            let flags = flags
-                .as_ref()
-                .and_then(|f| f.attacks.get(id))
-                .and_then(|f| unpack_flags(f))
-                .map(|f| digits(&f))
-                .unwrap_or_default();
-            (
-                id.clone(),
-                AttackReport {
-                    robust_acc: a.robust_acc,
-                    robust,
-                    eps: a.eps,
-                    seconds: a.seconds,
-                    forward_passes: a.forward_passes,
-                    adbd: a.adbd,
-                    version,
-                    flags,
-                    distances: None,
-                },
-            )
-        })
-        .collect();
-    let worst = flags.and_then(|f| unpack_flags(&f.worst_case)).map(|w| digits(&w)).unwrap_or_default();
-    Ok(EvalReport {
-        key,
-        reused: true,
-        model,
-        data,
-        n: rec.n,
-        clean_acc: rec.clean_acc,
-        clean: Accuracy { total: rec.n, correct, accuracy: rec.clean_acc },
-        attacks,
-        worst_case_acc: rec.worst_case_acc,
-        worst_case_flags: worst,
-        flagged: !rec.sanity.is_empty(),
-        sanity: rec.sanity.iter().map(|s| SanityFlag { check: s.check.clone(), message: s.message.clone() }).collect(),
-        seconds: rec.seconds,
-        env: rec.env.clone(),
-    })
-}
-
 /// Evaluates a model: clean accuracy on the test split, then each attack on the first
 /// `attack_limit` test images, the per-example worst case and the sanity checks. With a
 /// registry, an evaluation under the same key is returned from it instead of being redone
@@ -328,7 +373,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     if let (Some(reg), false) = (registry, req.force) {
         if let Some(rec) = reg.find_eval(&key_hash, EVAL_SEMVER)? {
             let flags = reg.eval_flags(&rec)?;
-            return report_from_record(&rec, flags, key_hash);
+            return EvalReport::new(key_hash, true, rec, flags, BTreeMap::new());
         }
     }
 
@@ -339,6 +384,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     let attacked = subset.as_ref().unwrap_or(&test);
     let mut attacks = BTreeMap::new();
     let mut attack_flags = BTreeMap::new();
+    let mut distances = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
     for id in &suite.attacks {
@@ -346,93 +392,56 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         let attack = suite.attack(*id);
         let run = robust_run(model, attacked, attack.as_ref(), suite.batch_size, suite.seed)?;
         let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
-        let (flags, forward_passes) = (run.flags, run.forward_passes);
-        let robust = accuracy_of(&flags);
-        attack_flags.insert(id.name().to_string(), pack_flags(&flags));
-        let flag_digits = digits(&flags);
+        let robust = accuracy_of(&run.flags);
+        attack_flags.insert(id.name().to_string(), pack_flags(&run.flags));
+        if let Some(d) = run.distances {
+            distances.insert(id.name().to_string(), d);
+        }
         worst = Some(match worst {
-            Some(w) => w.iter().zip(&flags).map(|(a, b)| *a && *b).collect(),
-            None => flags,
+            Some(w) => w.iter().zip(&run.flags).map(|(a, b)| *a && *b).collect(),
+            None => run.flags,
         });
-        counts.insert(id.name().to_string(), (robust.correct, robust.total));
-        attacks.insert(
-            id.name().to_string(),
-            AttackReport {
-                robust_acc: robust.accuracy,
-                robust,
-                eps: suite.eps,
-                seconds: t.elapsed().as_secs_f64(),
-                forward_passes: Some(forward_passes),
-                adbd,
-                version: id.version(),
-                flags: flag_digits,
-                distances: run.distances,
-            },
-        );
+        counts.insert(*id, (robust.correct, robust.total));
+        let result = AttackResult {
+            robust_acc: robust.accuracy,
+            correct: robust.correct,
+            total: robust.total,
+            eps: suite.eps,
+            seconds: t.elapsed().as_secs_f64(),
+            forward_passes: Some(run.forward_passes),
+            adbd,
+        };
+        attacks.insert(id.name().to_string(), result);
     }
     let mut sanity = crate::sanity::compare_attacks(&counts);
     if suite.sanity && !suite.attacks.is_empty() {
         sanity.extend(crate::sanity::probe_model(model, attacked, suite.batch_size, suite.seed)?);
     }
-    let report = EvalReport {
-        key: key_hash,
-        reused: false,
-        model: identity,
-        data,
+    let record = EvalRecord {
+        key,
+        attempt: new_attempt(),
+        eval_semver: EVAL_SEMVER.to_string(),
+        model: serde_json::to_value(&identity)?,
+        config_hash: identity.config_hash,
+        suite: suite.description(),
+        data: serde_json::to_value(&data)?,
         n: clean.total,
         clean_acc: clean.accuracy,
-        clean,
         attacks,
         worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
-        worst_case_flags: digits(worst.as_deref().unwrap_or(&[])),
-        flagged: !sanity.is_empty(),
         sanity,
         seconds: start.elapsed().as_secs_f64(),
+        finished_unix: now_unix(),
         env: fingerprint(req.device),
     };
+    let flags = EvalFlags {
+        clean: pack_flags(&clean_ok),
+        attacks: attack_flags,
+        worst_case: pack_flags(worst.as_deref().unwrap_or(&[])),
+    };
     if let Some(reg) = registry {
-        let record = EvalRecord {
-            key,
-            attempt: new_attempt(),
-            eval_semver: EVAL_SEMVER.to_string(),
-            model: serde_json::to_value(&report.model)?,
-            config_hash: report.model.config_hash,
-            suite: suite.description(),
-            data: serde_json::to_value(&report.data)?,
-            n: report.n,
-            clean_acc: report.clean_acc,
-            attacks: report
-                .attacks
-                .iter()
-                .map(|(id, a)| {
-                    let r = AttackResult {
-                        robust_acc: a.robust_acc,
-                        correct: a.robust.correct,
-                        total: a.robust.total,
-                        eps: a.eps,
-                        seconds: a.seconds,
-                        forward_passes: a.forward_passes,
-                        adbd: a.adbd,
-                    };
-                    (id.clone(), r)
-                })
-                .collect(),
-            worst_case_acc: report.worst_case_acc,
-            sanity: report
-                .sanity
-                .iter()
-                .map(|s| SanityRecord { check: s.check.clone(), message: s.message.clone() })
-                .collect(),
-            seconds: report.seconds,
-            finished_unix: now_unix(),
-            env: report.env.clone(),
-        };
-        let flags = EvalFlags {
-            clean: pack_flags(&clean_ok),
-            attacks: attack_flags,
-            worst_case: pack_flags(worst.as_deref().unwrap_or(&[])),
-        };
         reg.put_eval(&record, &flags)?;
     }
+    let report = EvalReport::new(key_hash, false, record, Some(flags), distances)?;
     Ok(report)
 }

@@ -128,25 +128,26 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         force,
     };
     let report = evaluate(&white_box, Some(registry))?;
-    let mut accuracy = BTreeMap::from([("clean".to_string(), report.clean.accuracy)]);
-    let mut images = BTreeMap::from([("clean".to_string(), report.clean.total)]);
+    let clean = report.clean();
+    let mut accuracy = BTreeMap::from([("clean".to_string(), clean.accuracy)]);
+    let mut images = BTreeMap::from([("clean".to_string(), clean.total)]);
     let mut seconds = BTreeMap::new();
     let mut add = |r: &EvalReport| {
-        for (id, a) in &r.attacks {
+        for (id, a) in r.attacks() {
             accuracy.insert(id.clone(), a.robust.accuracy);
             images.insert(id.clone(), a.robust.total);
-            seconds.insert(id.clone(), a.seconds);
+            seconds.insert(id, a.seconds);
         }
     };
     add(&report);
     let mut black_box_key = None;
     let mut black_box_reused = true;
-    let mut sanity = report.sanity.clone();
+    let mut sanity = report.sanity().to_vec();
     if let Some(suite) = SuiteRequest::black_box(run) {
         let request = EvalRequest { suite, ..white_box };
         let bb_report = evaluate(&request, Some(registry))?;
         add(&bb_report);
-        sanity.extend(bb_report.sanity.iter().cloned());
+        sanity.extend(bb_report.sanity().iter().cloned());
         black_box_key = Some(bb_report.key);
         black_box_reused = bb_report.reused;
     }
@@ -169,7 +170,7 @@ pub fn reproduce_run(run: &PresetRun, registry: &Registry, force: bool, progress
         reused: out.reused,
         eval_reused: report.reused && black_box_reused,
         train_seconds: out.record.seconds,
-        eval_seconds: report.seconds,
+        eval_seconds: report.seconds(),
         accuracy,
         images,
         seconds,
@@ -293,6 +294,13 @@ schedule = { kind = "constant" }
             registry.evals().unwrap().iter().map(|e| e.key.hash().unwrap()).collect::<Vec<_>>(),
             vec![report.key]
         );
+        // Read back from the registry, the evaluation is the report that wrote it.
+        let again = evaluate(&white, Some(&registry)).unwrap();
+        assert!(again.reused && !report.reused);
+        assert!(!report.record.attacks.is_empty());
+        let mut fresh = serde_json::to_value(&report).unwrap();
+        fresh["reused"] = serde_json::json!(true);
+        assert_eq!(fresh, serde_json::to_value(&again).unwrap());
         let status = plan_status(&run, &registry, &registry.evals().unwrap()).unwrap();
         assert!(status.evaluated, "the plan finds the white-box evaluation");
         assert_eq!(status.black_box_evaluated, Some(false), "and knows the black-box one is still to do");
