@@ -10,7 +10,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "peers"))
 from pytorch_reference import read_mnist, read_mnist_test  # noqa: E402,F401
 
-DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1}
+DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255}
+CIFAR_RECORD = 1 + 3 * 32 * 32  # CIFAR-10 binary version: label byte, then the R, G and B planes
 
 # The harness's seed derivation (harness/src/seed.rs `derive`, SplitMix64's finaliser as a
 # counter-based mix), transcribed so that official AutoAttack can be seeded exactly as the harness
@@ -56,8 +57,28 @@ def data_dir(dataset):
     return os.path.join(os.environ.get("INFOAT_DATA") or os.path.join(cache_dir(), "data"), dataset)
 
 
+def read_cifar10_test(folder, n):
+    """The first n images of CIFAR-10's binary test_batch.bin as ([n, 3, 32, 32] float32 in [0, 1],
+    [n] int64 labels), the layout the harness's CIFAR-10 reader takes."""
+    path = os.path.join(folder, "test_batch.bin")
+    raw = open(path, "rb").read(n * CIFAR_RECORD)
+    if len(raw) < n * CIFAR_RECORD:
+        raise SystemExit(f"{path}: {len(raw) // CIFAR_RECORD} records, expected at least {n}")
+    t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(n, CIFAR_RECORD)
+    return t[:, 1:].reshape(n, 3, 32, 32).float() / 255.0, t[:, 0].long()
+
+
+def read_test(dataset, folder, n):
+    """The first n test images of `dataset` (IDX for MNIST-like sets, binary for CIFAR-10)."""
+    return read_cifar10_test(folder, n) if dataset == "cifar10" else read_mnist_test(folder, n)
+
+
 def test_count(folder):
-    """Number of images in the IDX test labels file (header bytes 4..8, big-endian)."""
+    """Number of test images: the IDX test labels file's count (header bytes 4..8, big-endian),
+    or the records of a CIFAR-10 test_batch.bin."""
+    cifar = os.path.join(folder, "test_batch.bin")
+    if os.path.exists(cifar):
+        return os.path.getsize(cifar) // CIFAR_RECORD
     for name in ("t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"):
         p = os.path.join(folder, name)
         if os.path.exists(p):
@@ -74,7 +95,8 @@ def add_model_args(p, n_default, n_help, eps_help="L-inf radius"):
     """The model and the first-N-test-images arguments every attacking side takes."""
     p.add_argument("model", help="TorchScript module mapping [0, 1] NCHW float32 images to logits")
     p.add_argument("--dataset", choices=sorted(DEFAULT_EPS), default="mnist")
-    p.add_argument("--data-dir", help="folder with the IDX test files [default: ~/.cache/infoat/data/<dataset>]")
+    p.add_argument("--data-dir", help="folder with the IDX test files (CIFAR-10: test_batch.bin) "
+                                      "[default: ~/.cache/infoat/data/<dataset>]")
     p.add_argument("--eps", type=float, help=f"{eps_help} [default: 0.3 MNIST, 0.1 Fashion-MNIST]")
     p.add_argument("--n", type=int, default=n_default, help=n_help)
 
@@ -87,10 +109,10 @@ def resolve(a):
     return eps, folder, count if a.n is None else min(a.n, count)
 
 
-def load_frozen(path):
+def load_frozen(path, device="cpu"):
     """The TorchScript model in eval mode with its parameters frozen: white-box attacks on a fixed
     model need input gradients only (the harness freezes the parameters too)."""
-    model = torch.jit.load(path, map_location="cpu").eval()
+    model = torch.jit.load(path, map_location=device).eval()
     for param in model.parameters():
         param.requires_grad_(False)
     return model

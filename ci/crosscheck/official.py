@@ -57,7 +57,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_model_args, harness_eval_seed, load_frozen, read_mnist_test, resolve  # noqa: E402
+from common import add_model_args, harness_eval_seed, load_frozen, read_test, resolve  # noqa: E402
 
 # harness attack id -> AutoAttack's attacks_to_run
 ATTACKS = {
@@ -88,6 +88,12 @@ class StageLog(logging.Handler):
                                 "cumulative_seconds": float(m.group(3))})
 
 
+def sync(device):
+    """Waits for the device's queued work, so that a timer measures it."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def describe(aa, attack_id):
     """What AutoAttack configured, read back from its attack objects."""
     a, t, f, s = aa.apgd, aa.apgd_targeted, aa.fab, aa.square
@@ -114,6 +120,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=500, help="AutoAttack's batch size [default: %(default)s]")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads [default: %(default)s]")
+    p.add_argument("--device", default="cpu", help="torch device of the model and the attack, e.g. cuda "
+                                                   "[default: %(default)s]")
     p.add_argument("--harness-starts", action="store_true",
                    help="seed each batch as `infoat eval --seed SEED --batch-size B` seeds libtorch, so APGD's "
                         f"random starts are the harness's (attacks: {', '.join(SAME_STARTS)})")
@@ -149,8 +157,9 @@ def main():
         h.setFormatter(logging.Formatter("[auto-attack] %(levelname)s %(message)s"))
         logger.addHandler(h)
 
-    x, y = read_mnist_test(folder, n)
-    model = load_frozen(a.model)
+    x, y = read_test(a.dataset, folder, n)
+    x, y = x.to(a.device), y.to(a.device)
+    model = load_frozen(a.model, a.device)
     with torch.no_grad():
         clean = torch.cat([model(x[i:i + a.batch_size]).argmax(1) == y[i:i + a.batch_size]
                            for i in range(0, n, a.batch_size)])
@@ -168,10 +177,12 @@ def main():
         logger.addHandler(stage_log)
         parts, seconds = [], 0.0
         for lo, hi, seed in chunks:
-            aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
+            aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device=a.device)
             aa.attacks_to_run = list(ATTACKS[attack_id])
+            sync(a.device)
             t0 = time.perf_counter()
             x_adv, _ = aa.run_standard_evaluation(x[lo:hi], y[lo:hi], batch_size=a.batch_size)
+            sync(a.device)
             seconds += time.perf_counter() - t0
             parts.append(x_adv.detach())
         logger.removeHandler(stage_log)
@@ -211,6 +222,7 @@ def main():
         "pyautoattack_file": os.path.abspath(pyautoattack.__file__),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if str(a.device).startswith("cuda") else "cpu",
         "model": os.path.abspath(a.model),
         "dataset": a.dataset,
         "data_dir": os.path.abspath(folder),
