@@ -3,13 +3,19 @@
 //! subset) selects every registry entry evaluated the same way; entries aggregate over seeds,
 //! rank per metric, and each baseline's difference to the candidate is tested against noise.
 //!
-//! Noise: with n ≥ 2 seeds an entry's standard error is std/√n; with one seed it is the
-//! binomial standard error √(p(1−p)/N) of an accuracy on N examples. A difference "exceeds
-//! noise" when |Δ| > 1.96 · √(se_candidate² + se_baseline²).
+//! Noise (issue 21, paired statistics): when the candidate and a baseline each have one
+//! evaluation with per-example flags on the same examples (the protocol fixes the data and the
+//! subset), their difference is judged by McNemar's exact test on the examples only one of the
+//! two gets right, significant when p < 0.05 ([`crate::stats::mcnemar_exact_p`]). Otherwise: with
+//! n ≥ 2 seeds an entry's standard error is std/√n; with one seed it is the binomial standard
+//! error √(p(1−p)/N) of an accuracy on N examples, and a difference "exceeds noise" when
+//! |Δ| > 1.96 · √(se_candidate² + se_baseline²). A single evaluation's accuracy also carries its
+//! exact 95 % (Clopper–Pearson) interval.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use infoat_registry::{ArchId, AttackId, DatasetId, EvalRecord, MethodKind, Metric, RunRecord};
+use infoat_registry::records::unpack_flags;
+use infoat_registry::{ArchId, AttackId, DatasetId, EvalFlags, EvalRecord, MethodKind, Metric, RunRecord};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -33,6 +39,10 @@ pub struct Entry {
     pub model_hashes: Vec<String>,
     /// The entry's evaluations tripped sanity checks.
     pub flagged: bool,
+    /// Per metric, the per-example flags of the entry's one evaluation (none for an entry of
+    /// several seeds or an evaluation stored without flags).
+    #[serde(skip)]
+    pub examples: BTreeMap<Metric, Vec<bool>>,
 }
 
 /// A mean with its spread.
@@ -48,6 +58,9 @@ pub struct Stat {
     pub se: f64,
     /// Examples per evaluation.
     pub examples: usize,
+    /// The exact 95 % (Clopper–Pearson) interval of a single evaluation's accuracy, as
+    /// fractions; `None` for an entry of several seeds.
+    pub interval: Option<(f64, f64)>,
 }
 
 /// One cell of the comparison: a baseline's value, rank and difference to the candidate.
@@ -59,8 +72,11 @@ pub struct CompareCell {
     pub rank: Option<usize>,
     /// Candidate − this entry, in percentage points (None for the candidate itself).
     pub diff: Option<f64>,
-    /// |diff| exceeds noise.
+    /// |diff| exceeds noise (see the module docs for the test).
     pub significant: bool,
+    /// McNemar's exact two-sided p on the paired per-example flags, when both sides have them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
 }
 
 /// A comparison row.
@@ -85,6 +101,28 @@ pub struct Comparison {
     pub headers: Vec<String>,
     /// Rows, candidate first, then by the last column's rank.
     pub rows: Vec<CompareRow>,
+    /// For the last column (the strongest attack): each baseline whose order relative to the
+    /// candidate is not significant at 5 %, said in a sentence.
+    pub not_significant: Vec<String>,
+}
+
+/// Where `compare` finds an evaluation's per-example flags (the registry keeps them apart from
+/// the record); `None` when the evaluation has none.
+pub type FlagSource<'a> = dyn Fn(&EvalRecord) -> Result<Option<EvalFlags>> + 'a;
+
+/// An evaluation's per-example flags by metric (clean correctness under `Natural`).
+fn flags_by_metric(flags: &EvalFlags) -> Result<BTreeMap<Metric, Vec<bool>>> {
+    let mut out = BTreeMap::new();
+    if let Some(clean) = unpack_flags(&flags.clean) {
+        out.insert(Metric::Natural, clean);
+    }
+    for (a, packed) in &flags.attacks {
+        let id: AttackId = a.parse().map_err(Error::Invalid)?;
+        if let Some(f) = unpack_flags(packed) {
+            out.insert(Metric::robust(id), f);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -138,7 +176,15 @@ fn examples(subset: &str) -> (usize, usize) {
 /// Compares `candidate` — a run's config hash or an evaluation key hash, full or a unique
 /// prefix — with every registry entry evaluated under its protocol (that of the candidate's
 /// evaluation with the most attacks, the latest among equals).
-pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Comparison> {
+///
+/// `flags` gives the per-example flags of an evaluation (`|_| Ok(None)` without them: the
+/// comparison then uses the unpaired noise bands only).
+pub fn compare(
+    candidate: &str,
+    runs: &[RunRecord],
+    evals: &[EvalRecord],
+    flags: &FlagSource<'_>,
+) -> Result<Comparison> {
     let complete: BTreeMap<String, &RunRecord> =
         runs.iter().filter(|r| r.is_complete()).map(|r| (r.config_hash.to_hex(), r)).collect();
     let key_hashes: Vec<String> = evals.iter().map(|e| e.key.hash().map(|h| h.to_hex())).collect::<Result<_, _>>()?;
@@ -206,7 +252,11 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
                 } else {
                     (mean * (1.0 - mean) / examples.max(1) as f64).sqrt()
                 };
-                (m, Stat { mean, std, n, se, examples })
+                let interval = (n == 1 && m != Metric::Adbd).then(|| {
+                    let k = (mean * examples as f64).round() as usize;
+                    crate::stats::clopper_pearson(k.min(examples), examples, 0.05)
+                });
+                (m, Stat { mean, std, n, se, examples, interval })
             })
             .collect();
         let id = &ids[members[0]];
@@ -215,6 +265,10 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         config_hashes.sort();
         let mut model_hashes: Vec<String> = es.iter().map(|e| e.key.model_hash.to_hex()).collect();
         model_hashes.sort();
+        let examples = match es.as_slice() {
+            [one] => flags(one)?.map(|f| flags_by_metric(&f)).transpose()?.unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
         entries.push(Entry {
             label,
             arch,
@@ -223,6 +277,7 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
             config_hashes,
             model_hashes,
             flagged: es.iter().any(|e| !e.sanity.is_empty()),
+            examples,
         });
     }
     let mut metrics: Vec<Metric> = metric_ids.into_iter().collect();
@@ -235,20 +290,32 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
                 .iter()
                 .map(|m| {
                     let Some(s) = e.metrics.get(m) else {
-                        return CompareCell { value: None, rank: None, diff: None, significant: false };
+                        return CompareCell { value: None, rank: None, diff: None, significant: false, p_value: None };
                     };
                     let rank = 1 + entries
                         .iter()
                         .filter(|o| o.metrics.get(m).is_some_and(|x| x.mean > s.mean + 1e-12))
                         .count();
+                    let paired = match (cand_entry.examples.get(m), e.examples.get(m)) {
+                        (Some(a), Some(b)) if a.len() == b.len() && !e.candidate => {
+                            let only_candidate = a.iter().zip(b).filter(|(x, y)| **x && !**y).count();
+                            let only_baseline = a.iter().zip(b).filter(|(x, y)| !**x && **y).count();
+                            Some(crate::stats::mcnemar_exact_p(only_candidate, only_baseline))
+                        }
+                        _ => None,
+                    };
                     let (diff, significant) = match (e.candidate, cand_entry.metrics.get(m)) {
                         (false, Some(c)) => {
                             let d = c.mean - s.mean;
-                            (Some(100.0 * d), d.abs() > 1.96 * (c.se.powi(2) + s.se.powi(2)).sqrt())
+                            let significant = match paired {
+                                Some(p) => p < 0.05,
+                                None => d.abs() > 1.96 * (c.se.powi(2) + s.se.powi(2)).sqrt(),
+                            };
+                            (Some(100.0 * d), significant)
                         }
                         _ => (None, false),
                     };
-                    CompareCell { value: Some(100.0 * s.mean), rank: Some(rank), diff, significant }
+                    CompareCell { value: Some(100.0 * s.mean), rank: Some(rank), diff, significant, p_value: paired }
                 })
                 .collect();
             CompareRow { entry: e.clone(), cells }
@@ -258,6 +325,33 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
     rows.sort_by_key(|r| {
         (!r.entry.candidate, r.cells.get(last).and_then(|c| c.rank).unwrap_or(usize::MAX), r.entry.label.clone())
     });
+    let not_significant = match metrics.last() {
+        Some(m) => rows
+            .iter()
+            .filter_map(|r| {
+                let cell = r.cells.get(last)?;
+                let d = cell.diff.filter(|_| !cell.significant)?;
+                let order = if d < 0.0 {
+                    "above"
+                } else if d > 0.0 {
+                    "below"
+                } else {
+                    "level with"
+                };
+                let test = cell.p_value.map_or_else(
+                    || "within 1.96 combined standard errors".to_string(),
+                    |p| format!("McNemar's exact p = {p:.2} on the paired examples"),
+                );
+                Some(format!(
+                    "{} ranks {order} the candidate under {} by {:.2} points: not significant at 5 % ({test})",
+                    r.entry.label,
+                    m.header(),
+                    d.abs()
+                ))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let (ds, _) = protocol.data.split_once('/').unwrap_or((&protocol.data, ""));
     let eps = crate::observations::suite_eps(&evals[cand]);
     Ok(Comparison {
@@ -271,5 +365,6 @@ pub fn compare(candidate: &str, runs: &[RunRecord], evals: &[EvalRecord]) -> Res
         headers: metrics.iter().map(|m| m.header().to_string()).collect(),
         metrics,
         rows,
+        not_significant,
     })
 }

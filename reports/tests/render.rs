@@ -167,7 +167,7 @@ fn formats_parse_and_unknown_ones_are_named() {
 
 fn comparison(candidate: &str) -> infoat_reports::Comparison {
     let (runs, evals, _) = records();
-    infoat_reports::compare(candidate, &runs, &evals).unwrap()
+    infoat_reports::compare(candidate, &runs, &evals, &|_| Ok(None)).unwrap()
 }
 
 #[test]
@@ -192,7 +192,7 @@ fn compare_places_a_run_among_the_same_protocol() {
     let flagged = c.rows.iter().find(|r| r.entry.label.starts_with("InfoAT")).unwrap();
     assert!(flagged.entry.flagged);
     // An unknown candidate is an error that says what to give.
-    let err = infoat_reports::compare("ffffffff", &runs, &evals).unwrap_err().to_string();
+    let err = infoat_reports::compare("ffffffff", &runs, &evals, &|_| Ok(None)).unwrap_err().to_string();
     assert!(err.contains("ffffffff") && err.contains("infoat eval"), "{err}");
 }
 
@@ -210,6 +210,59 @@ fn compare_takes_an_external_model_by_its_evaluation_key() {
         let text = infoat_reports::render_comparison(&c, format).unwrap();
         insta::assert_snapshot!(format!("compare_external.{}", format.extension()), text);
     }
+}
+
+/// Issue 21's paired statistics: where the candidate and a baseline each have one evaluation
+/// with per-example flags, `compare` judges their difference by McNemar's exact test (here a
+/// 0.90-point AA gap the unpaired noise band calls noise is significant, since the candidate
+/// breaks nowhere the baseline survives), says which rankings are not significant, and gives
+/// single evaluations their Clopper–Pearson interval.
+#[test]
+fn compare_pairs_single_evaluations_with_mcnemar() {
+    use infoat_registry::records::pack_flags;
+    use infoat_registry::{AttackId, EvalFlags, Metric};
+    let (runs, evals, _) = records();
+    let ext = evals.iter().find(|e| e.config_hash.is_none()).unwrap();
+    let trades = runs
+        .iter()
+        .find(|r| r.config["method"]["kind"] == "trades" && r.config["model"]["arch"] == "resnet18")
+        .unwrap()
+        .config_hash;
+    // Consistent with the records: clean 86.00 % vs 81.00 % of 10,000, AA 50.50 % vs 49.60 % of
+    // 1,000, every example the baseline gets right also right for the candidate.
+    let first = |n: usize, k: usize| (0..n).map(|i| i < k).collect::<Vec<bool>>();
+    let flags_of = |clean: usize, aa: usize| EvalFlags {
+        clean: pack_flags(&first(10_000, clean)),
+        attacks: [("aa".to_string(), pack_flags(&first(1_000, aa)))].into(),
+        worst_case: pack_flags(&first(1_000, aa)),
+    };
+    let flags = |e: &EvalRecord| -> infoat_reports::Result<Option<EvalFlags>> {
+        Ok(match e.config_hash {
+            None => Some(flags_of(8_600, 505)),
+            Some(h) if h == trades => Some(flags_of(8_100, 496)),
+            Some(_) => None,
+        })
+    };
+    let c = infoat_reports::compare(&ext.key.hash().unwrap().to_hex()[..12], &runs, &evals, &flags).unwrap();
+    let aa = c.metrics.iter().position(|m| *m == Metric::robust(AttackId::Aa)).unwrap();
+    let row = |prefix: &str| c.rows.iter().find(|r| r.entry.label.starts_with(prefix)).unwrap();
+    let paired = &row("TRADES [fbf88217]").cells[aa];
+    assert_eq!(paired.p_value, Some(infoat_reports::stats::mcnemar_exact_p(9, 0)));
+    assert!(paired.significant && (paired.diff.unwrap() - 0.9).abs() < 1e-9, "{paired:?}");
+    // Entries without flags keep the unpaired band: TRADES WRN's 1.90 points are noise, said so.
+    let unpaired = &row("TRADES [4b18e9b6]").cells[aa];
+    assert!(unpaired.p_value.is_none() && !unpaired.significant, "{unpaired:?}");
+    assert!(
+        c.not_significant.iter().any(|s| s.starts_with("TRADES [4b18e9b6] ranks above the candidate under AA by 1.90")),
+        "{:?}",
+        c.not_significant
+    );
+    assert!(!c.not_significant.iter().any(|s| s.contains("fbf88217")), "{:?}", c.not_significant);
+    // The candidate's single evaluation: AA 505/1000 with its exact interval.
+    let (lo, hi) = c.rows[0].entry.metrics[&Metric::robust(AttackId::Aa)].interval.unwrap();
+    assert!((lo - 0.4735).abs() < 5e-4 && (hi - 0.5364).abs() < 5e-4, "({lo}, {hi})");
+    let md = infoat_reports::render_comparison(&c, Format::Md).unwrap();
+    assert!(md.contains("Δ 0.90* p 0.00") && md.contains("Not significant at 5 %:"), "{md}");
 }
 
 /// Analysis figures (issue 10) from fixed records: Fig. 4 draws every run on one plot, Fig. 1's

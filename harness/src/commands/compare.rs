@@ -9,7 +9,9 @@ use infoat_registry::Registry;
 pub(crate) fn run(a: CompareArgs) -> Result<ExitCode> {
     let registry = Registry::open(&a.registry)?;
     let formats = a.format;
-    let c = infoat_reports::compare(a.candidate.trim(), &registry.runs()?, &registry.evals()?)?;
+    // The per-example flags make the comparison paired (McNemar's exact test).
+    let flags = |e: &infoat_registry::EvalRecord| Ok(registry.eval_flags(e)?);
+    let c = infoat_reports::compare(a.candidate.trim(), &registry.runs()?, &registry.evals()?, &flags)?;
     if a.out.as_os_str() == "-" {
         let format = *formats.first().context("--format names no format")?;
         print!("{}", infoat_reports::render_comparison(&c, format)?);
