@@ -121,6 +121,16 @@ pub fn serialize(
     serialize_tensors(&model.named_tensors(), origin, metadata)
 }
 
+/// Named tensors (any device) as safetensors bytes with `metadata` plus their digest, and the
+/// digest: the format of checkpoints, also used for witness blobs ([`crate::evidence`]).
+pub fn serialize_named(
+    tensors: &BTreeMap<String, Tensor>,
+    origin: &Path,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, ContentHash)> {
+    serialize_tensors(tensors, origin, metadata)
+}
+
 fn serialize_tensors(
     tensors: &BTreeMap<String, Tensor>,
     path: &Path,
@@ -170,8 +180,14 @@ fn not_safetensors(path: &Path, e: safetensors::SafeTensorError) -> Error {
 /// Reads every tensor of a safetensors file onto the CPU, checking the digest it claims.
 pub fn read_tensors(path: &Path) -> Result<(BTreeMap<String, Tensor>, Loaded)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(path, e))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(path, e))?;
+    deserialize_named(&bytes, path)
+}
+
+/// Every tensor of safetensors `bytes` onto the CPU, checking the digest they claim; `path`
+/// names their origin in errors.
+pub fn deserialize_named(bytes: &[u8], path: &Path) -> Result<(BTreeMap<String, Tensor>, Loaded)> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(path, e))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| not_safetensors(path, e))?;
     let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     let views: BTreeMap<String, TensorView<'_>> = st.tensors().into_iter().collect();
     let hash = verify_digest(path, &views, &metadata)?;

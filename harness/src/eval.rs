@@ -41,7 +41,7 @@ pub fn clean_accuracy(model: &dyn Classifier, set: &ImageSet, batch_size: usize)
 
 /// What one attack did to a set: per-example robustness, its cost, and (for RayS) the
 /// per-example distance to the decision boundary.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AttackRun {
     /// Robust (correct clean and under the attack) per example.
     pub flags: Vec<bool>,
@@ -50,6 +50,9 @@ pub struct AttackRun {
     pub forward_passes: f64,
     /// L∞ distance to the decision boundary per example, for attacks that measure it.
     pub distances: Option<Vec<f64>>,
+    /// The attack's returned point per example, Float32 `[N, C, H, W]` on the CPU, in the
+    /// set's order (the witnesses are taken from it, [`crate::evidence::collect`]).
+    pub adversarial: tch::Tensor,
 }
 
 /// A classifier that counts the images sent through it.
@@ -102,6 +105,7 @@ pub fn robust_run(
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut flags = Vec::with_capacity(set.len());
     let mut distances: Option<Vec<f64>> = None;
+    let mut points: Vec<tch::Tensor> = Vec::new();
     let counting = Counting { inner: model, images: std::cell::Cell::new(0) };
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(set, idx, Augment::None, 0, device)?;
@@ -127,9 +131,19 @@ pub fn robust_run(
             Ok(ok)
         })?;
         flags.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
+        points.push(adv.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?);
     }
     let forward_passes = if set.is_empty() { 0.0 } else { counting.images.get() as f64 / set.len() as f64 };
-    Ok(AttackRun { flags, forward_passes, distances })
+    let shape = set.shape;
+    let adversarial = if points.is_empty() {
+        tch::Tensor::f_zeros(
+            [0, shape.channels as i64, shape.height as i64, shape.width as i64],
+            (tch::Kind::Float, tch::Device::Cpu),
+        )?
+    } else {
+        tch::Tensor::f_cat(&points, 0)?
+    };
+    Ok(AttackRun { flags, forward_passes, distances, adversarial })
 }
 
 /// The accuracy that per-example flags give.

@@ -33,6 +33,7 @@ pub mod data;
 pub mod env;
 pub mod error;
 pub mod eval;
+pub mod evidence;
 pub mod losses;
 pub mod methods;
 pub mod models;

@@ -33,6 +33,7 @@ fn record(i: u64) -> EvalRecord {
                     seconds: 12.5,
                     forward_passes: Some(21.0),
                     adbd: None,
+                    witnessed: None,
                 },
             )
         })
@@ -56,6 +57,7 @@ fn record(i: u64) -> EvalRecord {
         attacks,
         worst_case_acc: Some(0.45),
         sanity: vec![],
+        witnesses: Default::default(),
         seconds: 60.0,
         finished_unix: 1_764_000_000,
         env: Environment {

@@ -195,6 +195,11 @@ pub struct AttackResult {
     /// Average L∞ distance to the decision boundary (RayS's ADBD), for attacks that measure it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adbd: Option<f64>,
+    /// Of the `total - correct` examples the attack broke, how many left a witness — a point in
+    /// the threat model the verdict classifier gets wrong — in the evaluation's witness blob
+    /// (issue 21); absent in records from before witnesses were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<usize>,
 }
 
 /// Per-example results of an evaluation, packed with [`pack_flags`]; stored apart from the
@@ -245,6 +250,11 @@ pub struct EvalRecord {
     pub worst_case_acc: Option<f64>,
     /// The sanity checks that tripped; non-empty means the record is flagged.
     pub sanity: Vec<SanityFlag>,
+    /// Per attack id, the content hash of its witness blob (safetensors: the broken examples'
+    /// test-set `indices` and their `adversarial` images), which `infoat verify-evidence`
+    /// re-checks with the model's forward pass alone; empty in records from before witnesses.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub witnesses: BTreeMap<String, ContentHash>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Unix time it finished.

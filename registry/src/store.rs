@@ -294,6 +294,9 @@ impl Registry {
             out.extend(run.checkpoint_hash);
             out.extend(run.epochs.iter().filter_map(|e| e.checkpoint_hash).filter(|h| self.blobs.contains(h)));
         }
+        for eval in self.evals()? {
+            out.extend(eval.witnesses.values().copied());
+        }
         out.sort();
         out.dedup();
         Ok(out)

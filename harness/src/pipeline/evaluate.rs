@@ -48,6 +48,10 @@ pub struct AttackReport {
     /// their average).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distances: Option<Vec<f64>>,
+    /// Broken examples that left a confirmed witness ([`crate::evidence`]); absent for
+    /// evaluations from before witnesses were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<usize>,
 }
 
 /// Where the model under evaluation comes from (issue 4, "Any model").
@@ -159,6 +163,7 @@ impl EvalReport {
                     version,
                     flags,
                     distances: self.distances.get(id).cloned(),
+                    witnessed: a.witnessed,
                 };
                 (id.clone(), report)
             })
@@ -385,6 +390,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     let mut attacks = BTreeMap::new();
     let mut attack_flags = BTreeMap::new();
     let mut distances = BTreeMap::new();
+    let mut witnesses = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
     for id in &suite.attacks {
@@ -393,6 +399,14 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         let run = robust_run(model, attacked, attack.as_ref(), suite.batch_size, suite.seed)?;
         let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
         let robust = accuracy_of(&run.flags);
+        // The points that break examples, confirmed by the forward pass alone, kept as evidence.
+        let found = crate::evidence::collect(model, *id, attacked, &run.adversarial, &run.flags, suite.eps)?;
+        let witnessed = found.len();
+        if let Some(reg) = registry {
+            let (bytes, _) = found.to_bytes(*id, suite.eps)?;
+            let hash = reg.blobs().put_bytes(&bytes, Path::new(&format!("witnesses of {id}")))?;
+            witnesses.insert(id.name().to_string(), hash);
+        }
         attack_flags.insert(id.name().to_string(), pack_flags(&run.flags));
         if let Some(d) = run.distances {
             distances.insert(id.name().to_string(), d);
@@ -410,6 +424,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             seconds: t.elapsed().as_secs_f64(),
             forward_passes: Some(run.forward_passes),
             adbd,
+            witnessed: Some(witnessed),
         };
         attacks.insert(id.name().to_string(), result);
     }
@@ -430,6 +445,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         attacks,
         worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
         sanity,
+        witnesses,
         seconds: start.elapsed().as_secs_f64(),
         finished_unix: now_unix(),
         env: fingerprint(req.device),
