@@ -53,3 +53,49 @@ fn stronger_attacks_leave_fewer_robust_examples_on_a_trained_model() {
     assert_eq!(other["reused"], false);
     assert_ne!(other["key"], r["key"]);
 }
+
+/// Issue 21's evidence: an evaluation stores a witness for every example its attacks break at
+/// the returned point, and `verify-evidence` confirms each in a process that runs no attack;
+/// a key that names nothing is an error.
+#[test]
+fn verify_evidence_confirms_the_witnesses_an_evaluation_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), tiny_config(3, 256)).unwrap();
+    let run =
+        stdout_json(&infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap());
+    let hash = run["record"]["config_hash"].as_str().unwrap();
+    let args =
+        ["eval", "--run", &hash[..16], "--limit", "24", "--eps", "0.1", "--json", "--attacks", "fgsm,pgd20,bpda"];
+    let out = infoat(dir.path()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = stdout_json(&out);
+    let key = r["key"].as_str().unwrap();
+    let mut broken_total = 0;
+    for id in ["fgsm", "pgd20", "bpda"] {
+        let a = &r["attacks"][id];
+        let broken = a["robust"]["total"].as_u64().unwrap() - a["robust"]["correct"].as_u64().unwrap();
+        // Final-iterate attacks: every broken example's returned point is its witness.
+        assert_eq!(a["witnessed"].as_u64(), Some(broken), "{id}: {a}");
+        broken_total += broken;
+    }
+    assert!(broken_total > 0, "eps 0.1 should break something: {r}");
+
+    let out = infoat(dir.path()).args(["verify-evidence", &key[..12], "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    let attacks = v[0]["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 3);
+    for a in attacks {
+        assert_eq!(a["confirmed"], a["witnessed"], "{a}");
+        assert_eq!(a["failed"].as_array().unwrap().len(), 0, "{a}");
+        assert_eq!(a["confirmed"], a["broken"], "{a}");
+    }
+    let text = infoat(dir.path()).args(["verify-evidence", "--all"]).output().unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("pgd20") && text.contains("confirmed") && !text.contains("FAILED"), "{text}");
+
+    let out = infoat(dir.path()).args(["verify-evidence", "ffffffff"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ffffffff"));
+}

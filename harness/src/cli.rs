@@ -54,6 +54,9 @@ pub enum Command {
     /// Measure one adversarial-training step (images/s), the largest batch that fits, or
     /// CPU-vs-device agreement, on random data of a dataset's shape.
     Bench(BenchArgs),
+    /// Re-check every stored witness of evaluations with the model's forward pass alone: each
+    /// adversarial point within eps of its clean image, in [0, 1], and misclassified.
+    VerifyEvidence(VerifyEvidenceArgs),
     /// Print the datasets an invocation reads from the default data cache (used by ./infoat to
     /// fetch them first).
     #[command(hide = true)]
@@ -355,6 +358,29 @@ pub struct ReportArgs {
     /// Leave out published rows that nothing in the registry reproduces.
     #[arg(long)]
     pub no_not_run: bool,
+}
+
+/// `infoat verify-evidence`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat verify-evidence 9c1e77            (one evaluation: a key prefix from `infoat registry ls`)\n  \
+    infoat verify-evidence --all --json\n\n\
+Exit status: 0 every stored witness confirmed, 1 a witness failed, 2 an error.")]
+pub struct VerifyEvidenceArgs {
+    /// Evaluation keys or unique prefixes (at least 4 hex digits).
+    pub keys: Vec<String>,
+    /// Every evaluation in the registry.
+    #[arg(long, conflicts_with = "keys")]
+    pub all: bool,
+    /// The result registry.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Device of the forward passes.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// Print JSON (one report per evaluation) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `infoat compare`.

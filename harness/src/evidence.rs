@@ -95,6 +95,9 @@ impl Witnesses {
     }
 }
 
+/// Per example of a chunk: L∞ distance, lowest and highest pixel, misclassified.
+type ChunkChecks = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<bool>);
+
 /// Logits of the classifier `attack`'s verdict is about: the model, or BPDA's f∘T.
 fn verdict_logits(model: &dyn Classifier, attack: AttackId, x: &Tensor) -> Result<Tensor> {
     if attack == AttackId::Bpda {
@@ -129,7 +132,7 @@ pub fn check(
         let batch = make_batch(clean, chunk, Augment::None, 0, device)?;
         let start = (c * CHUNK) as i64;
         let adv = witnesses.images.f_narrow(0, start, chunk.len() as i64)?.f_to_device(device)?;
-        let (linf, low, high, fools) = tch::no_grad(|| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<bool>)> {
+        let (linf, low, high, fools) = tch::no_grad(|| -> Result<ChunkChecks> {
             let flat = |t: &Tensor| t.f_flatten(1, -1);
             let diff = flat(&adv.f_sub(&batch.x)?)?.f_abs()?.f_amax(&[1i64][..], false)?;
             let low = flat(&adv)?.f_amin(&[1i64][..], false)?;

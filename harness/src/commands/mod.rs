@@ -22,6 +22,7 @@ mod report;
 mod reproduce;
 mod sweep;
 mod train;
+mod verify_evidence;
 
 /// Runs the parsed command line.
 pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -38,6 +39,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(a) => analyze::run(a, progress),
         Command::Regress(a) => regress::run(a, progress),
         Command::Sweep(a) => sweep::run(a),
+        Command::VerifyEvidence(a) => verify_evidence::run(a),
         Command::Needs { args } => needs::run(args),
     }
 }

@@ -270,7 +270,7 @@ pub(super) fn load_checkpoint(
 }
 
 /// Loads the model a source names, for `dataset` (`None`: the recorded one).
-fn load_model(
+pub(super) fn load_model(
     source: &ModelSource,
     registry: Option<&Registry>,
     dataset: Option<Dataset>,

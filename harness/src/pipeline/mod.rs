@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 pub mod analyze;
 pub mod evaluate;
+pub mod evidence;
 pub mod preset;
 pub mod report;
 pub mod suite;

@@ -1,0 +1,176 @@
+//! `verify-evidence` (issue 21): every stored witness of an evaluation re-checked with nothing
+//! but the model's forward pass ([`crate::evidence::check`]) — the model loaded as the record
+//! names it (its hash compared with the key's), the evaluated test images read again (their
+//! fingerprint compared with the record's) — per attack: broken, witnessed, confirmed.
+
+use std::path::Path;
+
+use infoat_registry::{AttackId, ContentHash, EvalRecord, Registry};
+use serde::Serialize;
+
+use super::evaluate::{load_model, ModelIdentity, ModelSource};
+use super::{load_split, DataIdentity};
+use crate::data::Split;
+use crate::evidence::{check, Witnesses};
+use crate::{Error, Result};
+
+/// A witness the check did not confirm.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedWitness {
+    /// The example's position in the test set.
+    pub index: usize,
+    /// Its L∞ distance to the clean image.
+    pub linf: f64,
+    /// Every pixel in [0, 1].
+    pub in_box: bool,
+    /// The verdict classifier gets it wrong.
+    pub fools: bool,
+}
+
+/// One attack's evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackEvidence {
+    /// The attack id.
+    pub attack: String,
+    /// L∞ radius.
+    pub eps: f64,
+    /// Examples the attack broke (attacked − robust).
+    pub broken: usize,
+    /// Witnesses stored; `None` when the evaluation stored none (before witnesses were kept).
+    pub witnessed: Option<usize>,
+    /// Witnesses the check confirmed.
+    pub confirmed: usize,
+    /// The witnesses it did not confirm.
+    pub failed: Vec<FailedWitness>,
+}
+
+/// One evaluation's evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceReport {
+    /// The evaluation key.
+    pub key: ContentHash,
+    /// The model file.
+    pub model: String,
+    /// Test images evaluated.
+    pub images: usize,
+    /// Per attack.
+    pub attacks: Vec<AttackEvidence>,
+}
+
+impl EvidenceReport {
+    /// True when every stored witness was confirmed.
+    pub fn confirmed(&self) -> bool {
+        self.attacks.iter().all(|a| a.failed.is_empty())
+    }
+}
+
+/// The evaluations `keys` name (unique prefixes; the latest attempt of each), or every
+/// evaluation in the registry with `all`.
+pub fn select(registry: &Registry, keys: &[String], all: bool) -> Result<Vec<EvalRecord>> {
+    let evals = registry.evals()?;
+    if all {
+        return Ok(evals);
+    }
+    if keys.is_empty() {
+        return Err(Error::Invalid(
+            "name the evaluations to verify (keys from `infoat registry ls`) or pass --all".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for k in keys {
+        let k = k.trim().to_ascii_lowercase();
+        let mut hits: Vec<&EvalRecord> = Vec::new();
+        for e in &evals {
+            if e.key.hash()?.to_hex().starts_with(&k) {
+                hits.push(e);
+            }
+        }
+        let distinct: std::collections::BTreeSet<String> =
+            hits.iter().map(|e| e.key.hash().map(|h| h.to_hex())).collect::<std::result::Result<_, _>>()?;
+        match (k.len() >= 4, distinct.len()) {
+            (true, 1) => out.push((*hits.iter().max_by_key(|e| &e.attempt).expect("non-empty")).clone()),
+            (true, 0) | (false, _) => {
+                return Err(Error::Invalid(format!(
+                    "no evaluation key starts with '{k}' (give at least 4 hex digits; `infoat registry ls` lists them)"
+                )))
+            }
+            (true, n) => {
+                return Err(Error::Invalid(format!("'{k}' matches {n} evaluation keys; give more digits")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies the witnesses of `record` on `device`.
+pub fn verify(registry: &Registry, record: &EvalRecord, device: tch::Device) -> Result<EvidenceReport> {
+    let key = record.key.hash()?;
+    let bad = |what: String| Error::Invalid(format!("evaluation {}: {what}", key.short(12)));
+    let identity: ModelIdentity =
+        serde_json::from_value(record.model.clone()).map_err(|e| bad(format!("unreadable model identity ({e})")))?;
+    let data: DataIdentity =
+        serde_json::from_value(record.data.clone()).map_err(|e| bad(format!("unreadable data identity ({e})")))?;
+    let source = match identity.source.as_str() {
+        "run" => ModelSource::Run {
+            hash: identity.config_hash.ok_or_else(|| bad("a run's identity without a config hash".into()))?.to_hex(),
+        },
+        "checkpoint" => ModelSource::Checkpoint { path: identity.path.clone(), arch: identity.arch },
+        _ => ModelSource::TorchScript { path: identity.path.clone() },
+    };
+    let (model, loaded, dataset, _) = load_model(&source, Some(registry), Some(data.dataset), device)?;
+    if loaded.hash != record.key.model_hash {
+        return Err(bad(format!(
+            "the model at {} hashes to {}, not the evaluated {}: it changed since",
+            identity.path.display(),
+            loaded.hash.short(16),
+            record.key.model_hash.short(16)
+        )));
+    }
+    let (test, _) = load_split(dataset, Some(&data.dir), Split::Test)?;
+    let test = test.take(data.images);
+    if test.fingerprint() != data.fingerprint {
+        return Err(bad(format!(
+            "the {} test images in {} are not the evaluated ones (fingerprint differs)",
+            data.images,
+            data.dir.display()
+        )));
+    }
+    let mut attacks = Vec::new();
+    for (id, result) in &record.attacks {
+        let broken = result.total - result.correct;
+        let Some(blob) = record.witnesses.get(id) else {
+            attacks.push(AttackEvidence {
+                attack: id.clone(),
+                eps: result.eps,
+                broken,
+                witnessed: None,
+                confirmed: 0,
+                failed: Vec::new(),
+            });
+            continue;
+        };
+        let attack: AttackId = id.parse().map_err(|e: String| bad(e))?;
+        let bytes = registry.blobs().read_verified(blob)?;
+        let witnesses = Witnesses::from_bytes(&bytes, &registry.blobs().path(blob))?;
+        let checks = check(model.as_ref(), attack, &test.take(result.total), &witnesses, result.eps)?;
+        let failed: Vec<FailedWitness> = checks
+            .iter()
+            .filter(|c| !c.confirmed)
+            .map(|c| FailedWitness { index: c.index, linf: c.linf, in_box: c.in_box, fools: c.fools })
+            .collect();
+        attacks.push(AttackEvidence {
+            attack: id.clone(),
+            eps: result.eps,
+            broken,
+            witnessed: Some(witnesses.len()),
+            confirmed: checks.len() - failed.len(),
+            failed,
+        });
+    }
+    Ok(EvidenceReport { key, model: identity.path.display().to_string(), images: data.images, attacks })
+}
+
+/// Where a report's model came from, for the text output.
+pub fn describe(path: &str) -> String {
+    Path::new(path).file_name().map_or(path.to_string(), |n| n.to_string_lossy().into_owned())
+}
