@@ -128,7 +128,8 @@ fn bundles_move_results_between_registries_idempotently() {
     assert_eq!(imported["rejected"].as_array().unwrap().len(), 0, "{imported}");
     let published = imported["identical"].as_u64().unwrap();
     assert!(published > 100, "{imported}");
-    assert_eq!(imported["blobs_added"], 1);
+    // The checkpoint and the FGSM witnesses (issue 21).
+    assert_eq!(imported["blobs_added"], 2, "{imported}");
     let again = stdout_json(&infoat(b.path()).args(["registry", "import", "--json"]).arg(&bundle).output().unwrap());
     assert_eq!(again["added"], 0);
     assert_eq!(again["identical"].as_u64().unwrap(), published + 3);
@@ -141,4 +142,6 @@ fn bundles_move_results_between_registries_idempotently() {
     assert_eq!(second["reused"], true);
     assert_eq!(second["attacks"], first["attacks"]);
     infoat(b.path()).args(["registry", "verify"]).assert().success();
+    // The witnesses travelled with the bundle and are confirmed there.
+    infoat(b.path()).args(["verify-evidence", "--all"]).assert().success();
 }
