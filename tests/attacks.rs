@@ -64,17 +64,27 @@ fn verify_evidence_confirms_the_witnesses_an_evaluation_stored() {
     let run =
         stdout_json(&infoat(dir.path()).args(["--quiet", "train", "--config", "c.toml", "--json"]).output().unwrap());
     let hash = run["record"]["config_hash"].as_str().unwrap();
-    let args =
-        ["eval", "--run", &hash[..16], "--limit", "24", "--eps", "0.1", "--json", "--attacks", "fgsm,pgd20,bpda"];
+    let args = [
+        "eval",
+        "--run",
+        &hash[..16],
+        "--limit",
+        "24",
+        "--eps",
+        "0.1",
+        "--json",
+        "--attacks",
+        "fgsm,pgd20,pgd_plus,bpda",
+    ];
     let out = infoat(dir.path()).args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = stdout_json(&out);
     let key = r["key"].as_str().unwrap();
     let mut broken_total = 0;
-    for id in ["fgsm", "pgd20", "bpda"] {
+    for id in ["fgsm", "pgd20", "pgd_plus", "bpda"] {
         let a = &r["attacks"][id];
         let broken = a["robust"]["total"].as_u64().unwrap() - a["robust"]["correct"].as_u64().unwrap();
-        // Final-iterate attacks: every broken example's returned point is its witness.
+        // Every broken example's returned point is its witness (PGD+: the iterate that broke it).
         assert_eq!(a["witnessed"].as_u64(), Some(broken), "{id}: {a}");
         broken_total += broken;
     }
@@ -84,7 +94,7 @@ fn verify_evidence_confirms_the_witnesses_an_evaluation_stored() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = stdout_json(&out);
     let attacks = v[0]["attacks"].as_array().unwrap();
-    assert_eq!(attacks.len(), 3);
+    assert_eq!(attacks.len(), 4);
     for a in attacks {
         assert_eq!(a["confirmed"], a["witnessed"], "{a}");
         assert_eq!(a["failed"].as_array().unwrap().len(), 0, "{a}");

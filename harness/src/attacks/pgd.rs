@@ -72,8 +72,9 @@ pub fn maximize(
 /// The transform the model sees in front of it during the ascent (BPDA's forward pass).
 pub type InputTransform<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
 
-/// An observer of every iterate's logits (PGD+ counts an example broken at any iterate).
-pub type IterateObserver<'a> = &'a mut dyn FnMut(&Tensor) -> Result<()>;
+/// An observer of every iterate and its logits (PGD+ counts an example broken at any iterate,
+/// and keeps the iterate that broke it).
+pub type IterateObserver<'a> = &'a mut dyn FnMut(&Tensor, &Tensor) -> Result<()>;
 
 /// [`maximize`] with an optional input transform (the model sees `transform(x')`) and an
 /// optional observer called with the logits at every iterate, the start and the final point
@@ -100,7 +101,7 @@ pub(crate) fn ascend(
         let xa = x_adv.f_detach()?.f_requires_grad_(true)?;
         let logits = model.logits(&seen(&xa)?, bn.train_flag())?;
         if let Some(obs) = observe.as_mut() {
-            obs(&logits.f_detach()?)?;
+            obs(&xa.f_detach()?, &logits.f_detach()?)?;
         }
         let loss = objective(&logits)?;
         let grad = Tensor::f_run_backward(&[&loss], &[&xa], false, false)?.remove(0);
@@ -114,7 +115,7 @@ pub(crate) fn ascend(
     }
     if let Some(obs) = observe.as_mut() {
         let logits = tch::no_grad(|| -> Result<Tensor> { model.logits(&seen(&x_adv)?, bn.train_flag()) })?;
-        obs(&logits)?;
+        obs(&x_adv, &logits)?;
     }
     Ok(x_adv)
 }
@@ -199,7 +200,9 @@ impl Attack for Cw {
 
 /// PGD+ (SPEC §3, after RST's evaluation): `restarts` × `steps` steps of `step_size` on the
 /// cross-entropy from uniform starts; an example is robust only if it is classified correctly
-/// at every iterate of every restart.
+/// at every iterate of every restart. The returned point of a broken example is the first
+/// iterate that broke it (its witness, [`crate::evidence`]); of the others, the last restart's
+/// final point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PgdPlus {
     /// One restart's ascent.
@@ -215,17 +218,26 @@ impl Attack for PgdPlus {
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         let mut broken = y.f_zeros_like()?.f_to_kind(Kind::Bool)?;
+        let mut found = x.f_detach()?;
         let mut last = x.shallow_clone();
+        let per_example = |mask: &Tensor| -> Result<Tensor> {
+            let mut shape = vec![-1i64];
+            shape.extend(std::iter::repeat_n(1, x.dim().saturating_sub(1)));
+            Ok(mask.f_view(shape.as_slice())?)
+        };
         for _ in 0..self.restarts {
-            let mut observe = |logits: &Tensor| -> Result<()> {
+            let mut observe = |iterate: &Tensor, logits: &Tensor| -> Result<()> {
                 let wrong = logits.f_argmax(-1, false)?.f_ne_tensor(y)?;
+                let first = wrong.f_logical_and(&broken.f_logical_not()?)?;
+                found = iterate.f_where_self(&per_example(&first)?, &found)?;
                 broken = broken.f_logical_or(&wrong)?;
                 Ok(())
             };
             last =
                 ascend(model, x, &self.spec, BnMode::Eval, None, &mut |logits| ce_sum(logits, y), Some(&mut observe))?;
         }
-        Ok((last, Some(broken)))
+        let out = found.f_where_self(&per_example(&broken)?, &last)?;
+        Ok((out, Some(broken)))
     }
 }
 

@@ -63,18 +63,27 @@ fn every_attack_stays_in_the_ball_and_leaves_the_model_alone() {
 }
 
 #[test]
-fn pgd_plus_flags_every_point_its_final_iterate_breaks() {
+fn pgd_plus_flags_every_break_and_returns_the_iterate_that_broke_it() {
     let _g = rng_lock();
     let model = net(3);
     tch::manual_seed(4);
-    let x = Tensor::rand([16, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let x = Tensor::rand([64, 1, 28, 28], (Kind::Float, Device::Cpu));
     let y = tch::no_grad(|| model.forward_t(&x, false).argmax(-1, false));
-    let (adv, flags) = AttackId::PgdPlus.build(0.3).perturb(&model, &x, &y).unwrap();
+    // A small radius, where restarts break some examples and miss them in the last restart.
+    let eps = 0.05;
+    let (adv, flags) = AttackId::PgdPlus.build(eps).perturb(&model, &x, &y).unwrap();
     let flags = flags.unwrap();
     let wrong_at_end = tch::no_grad(|| model.forward_t(&adv, false).argmax(-1, false).ne_tensor(&y));
-    // Any-iterate: broken at the final point of the last restart implies flagged.
+    // Any-iterate: broken at the returned point implies flagged.
     let missed = wrong_at_end.logical_and(&flags.logical_not()).sum(Kind::Int64).int64_value(&[]);
     assert_eq!(missed, 0);
+    // And the converse (issue 21's witnesses): a flagged example's returned point is the
+    // iterate that broke it, inside the ball.
+    let silent = flags.logical_and(&wrong_at_end.logical_not()).sum(Kind::Int64).int64_value(&[]);
+    assert!(flags.sum(Kind::Int64).int64_value(&[]) > 0, "the attack should break something");
+    assert_eq!(silent, 0, "a broken example whose returned point is classified correctly");
+    let linf = (&adv - &x).abs().max().double_value(&[]);
+    assert!(linf <= eps + 1e-6, "{linf}");
 }
 
 #[test]
