@@ -99,6 +99,21 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         assert_eq!(a["accuracy"], b["accuracy"], "evaluation is deterministic too");
     }
 
+    // Issue 21: the attacks left witnesses, and verify-evidence, which runs no attack, confirms
+    // every one of them.
+    let v = infoat(dir.path()).args(["verify-evidence", "--all", "--json"]).output().unwrap();
+    assert!(v.status.success(), "{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    let (mut witnessed, mut broken) = (0, 0);
+    for report in stdout_json(&v).as_array().unwrap() {
+        for a in report["attacks"].as_array().unwrap() {
+            assert_eq!(a["confirmed"], a["witnessed"], "{a}");
+            witnessed += a["witnessed"].as_u64().unwrap();
+            broken += a["broken"].as_u64().unwrap();
+        }
+    }
+    assert!(witnessed > 0 && witnessed <= broken, "{witnessed} witnesses of {broken} breaks");
+    eprintln!("quickstart evidence: {witnessed} witnesses confirmed of {broken} broken examples");
+
     // The whole preset's plan sees these two done and the other four still to do.
     let dry =
         stdout_json(&infoat(dir.path()).args(["reproduce", "quickstart", "--dry-run", "--json"]).output().unwrap());
