@@ -51,8 +51,9 @@ pub struct AttackRun {
     /// L∞ distance to the decision boundary per example, for attacks that measure it.
     pub distances: Option<Vec<f64>>,
     /// The attack's returned point per example, Float32 `[N, C, H, W]` on the CPU, in the
-    /// set's order (the witnesses are taken from it, [`crate::evidence::collect`]).
-    pub adversarial: tch::Tensor,
+    /// set's order, when asked for ([`robust_run_with_points`]; the witnesses are taken from it,
+    /// [`crate::evidence::collect`]).
+    pub adversarial: Option<tch::Tensor>,
 }
 
 /// A classifier that counts the images sent through it.
@@ -101,6 +102,29 @@ pub fn robust_run(
     batch_size: usize,
     seed: u64,
 ) -> Result<AttackRun> {
+    attack_run(model, set, attack, batch_size, seed, false)
+}
+
+/// [`robust_run`] that also keeps the attack's returned points (copied to the CPU batch by
+/// batch): what an evaluation stores its witnesses from.
+pub fn robust_run_with_points(
+    model: &dyn Classifier,
+    set: &ImageSet,
+    attack: &dyn crate::attacks::Attack,
+    batch_size: usize,
+    seed: u64,
+) -> Result<AttackRun> {
+    attack_run(model, set, attack, batch_size, seed, true)
+}
+
+fn attack_run(
+    model: &dyn Classifier,
+    set: &ImageSet,
+    attack: &dyn crate::attacks::Attack,
+    batch_size: usize,
+    seed: u64,
+    keep_points: bool,
+) -> Result<AttackRun> {
     let device = model.device();
     let indices: Vec<usize> = (0..set.len()).collect();
     let mut flags = Vec::with_capacity(set.len());
@@ -131,17 +155,19 @@ pub fn robust_run(
             Ok(ok)
         })?;
         flags.extend(Vec::<bool>::try_from(ok.f_to_device(tch::Device::Cpu)?)?);
-        points.push(adv.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?);
+        if keep_points {
+            points.push(adv.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?);
+        }
     }
     let forward_passes = if set.is_empty() { 0.0 } else { counting.images.get() as f64 / set.len() as f64 };
     let shape = set.shape;
-    let adversarial = if points.is_empty() {
-        tch::Tensor::f_zeros(
+    let adversarial = match (keep_points, points.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(tch::Tensor::f_zeros(
             [0, shape.channels as i64, shape.height as i64, shape.width as i64],
             (tch::Kind::Float, tch::Device::Cpu),
-        )?
-    } else {
-        tch::Tensor::f_cat(&points, 0)?
+        )?),
+        (true, false) => Some(tch::Tensor::f_cat(&points, 0)?),
     };
     Ok(AttackRun { flags, forward_passes, distances, adversarial })
 }

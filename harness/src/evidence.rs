@@ -190,7 +190,6 @@ pub fn collect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Dataset;
     use crate::models::layers::test_support::rng_lock;
 
     /// A classifier whose label is the nearest of ten grey levels to the image's mean pixel.
@@ -213,20 +212,12 @@ mod tests {
         }
     }
 
-    /// Random images labelled by the model itself (every example starts correct).
+    /// Images at grey levels spread over [0, 1] (so the labels differ), labelled by the model.
     fn self_labelled(model: &dyn Classifier, n: usize) -> ImageSet {
-        // Grey levels spread over [0, 1] per image, so the labels differ.
         let level = Tensor::linspace(0.0, 1.0, n as i64, (Kind::Float, tch::Device::Cpu)).view([n as i64, 1, 1, 1]);
         let x =
             (Tensor::rand([n as i64, 1, 28, 28], (Kind::Float, tch::Device::Cpu)) * 0.2 + level * 0.8).clamp(0.0, 1.0);
-        let images =
-            Vec::<u8>::try_from(x.f_mul_scalar(255.0).unwrap().f_to_kind(Kind::Uint8).unwrap().flatten(0, -1)).unwrap();
-        let mut set = ImageSet { images, labels: vec![0; n], shape: Dataset::Mnist.image_shape(), num_classes: 10 };
-        let idx: Vec<usize> = (0..n).collect();
-        let b = make_batch(&set, &idx, Augment::None, 0, tch::Device::Cpu).unwrap();
-        let pred = tch::no_grad(|| model.logits(&b.x, false)).unwrap().argmax(-1, false);
-        set.labels = Vec::<i64>::try_from(pred).unwrap().into_iter().map(|v| v as u8).collect();
-        set
+        crate::data::test_support::self_labelled(model, &x)
     }
 
     #[test]

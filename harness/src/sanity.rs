@@ -141,7 +141,6 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Dataset;
     use crate::models::layers::test_support::{rng_lock, smallcnn_random_head, Scaled};
     use crate::models::Frozen;
 
@@ -167,14 +166,7 @@ mod tests {
     /// Random images labelled by the model itself, so every example starts correct.
     fn self_labelled(model: &dyn Classifier, n: usize) -> ImageSet {
         let x = Tensor::rand([n as i64, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
-        let images =
-            Vec::<u8>::try_from(x.f_mul_scalar(255.0).unwrap().f_to_kind(Kind::Uint8).unwrap().flatten(0, -1)).unwrap();
-        let mut set = ImageSet { images, labels: vec![0; n], shape: Dataset::Mnist.image_shape(), num_classes: 10 };
-        let idx: Vec<usize> = (0..n).collect();
-        let b = make_batch(&set, &idx, Augment::None, 0, tch::Device::Cpu).unwrap();
-        let pred = tch::no_grad(|| model.logits(&b.x, false)).unwrap().argmax(-1, false);
-        set.labels = Vec::<i64>::try_from(pred).unwrap().into_iter().map(|v| v as u8).collect();
-        set
+        crate::data::test_support::self_labelled(model, &x)
     }
 
     fn checks(flags: &[SanityFlag]) -> Vec<SanityCheck> {

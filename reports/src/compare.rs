@@ -42,7 +42,7 @@ pub struct Entry {
     /// Per metric, the per-example flags of the entry's one evaluation (none for an entry of
     /// several seeds or an evaluation stored without flags).
     #[serde(skip)]
-    pub examples: BTreeMap<Metric, Vec<bool>>,
+    pub per_example: BTreeMap<Metric, Vec<bool>>,
 }
 
 /// A mean with its spread.
@@ -265,7 +265,7 @@ pub fn compare(
         config_hashes.sort();
         let mut model_hashes: Vec<String> = es.iter().map(|e| e.key.model_hash.to_hex()).collect();
         model_hashes.sort();
-        let examples = match es.as_slice() {
+        let per_example = match es.as_slice() {
             [one] => flags(one)?.map(|f| flags_by_metric(&f)).transpose()?.unwrap_or_default(),
             _ => BTreeMap::new(),
         };
@@ -277,7 +277,7 @@ pub fn compare(
             config_hashes,
             model_hashes,
             flagged: es.iter().any(|e| !e.sanity.is_empty()),
-            examples,
+            per_example,
         });
     }
     let mut metrics: Vec<Metric> = metric_ids.into_iter().collect();
@@ -296,7 +296,7 @@ pub fn compare(
                         .iter()
                         .filter(|o| o.metrics.get(m).is_some_and(|x| x.mean > s.mean + 1e-12))
                         .count();
-                    let paired = match (cand_entry.examples.get(m), e.examples.get(m)) {
+                    let paired = match (cand_entry.per_example.get(m), e.per_example.get(m)) {
                         (Some(a), Some(b)) if a.len() == b.len() && !e.candidate => {
                             let only_candidate = a.iter().zip(b).filter(|(x, y)| **x && !**y).count();
                             let only_baseline = a.iter().zip(b).filter(|(x, y)| !**x && **y).count();

@@ -317,7 +317,25 @@ pub trait DataSource {
 /// Helpers shared by the loaders' tests.
 #[cfg(test)]
 pub(crate) mod test_support {
+    use tch::{Kind, Tensor};
+
+    use super::{make_batch, Augment, Dataset, ImageSet};
+    use crate::models::Classifier;
     use crate::Error;
+
+    /// MNIST-shaped images `x` (`[N, 1, 28, 28]` in [0, 1], quantised to bytes) labelled by
+    /// `model`'s own predictions, so every example starts correctly classified.
+    pub(crate) fn self_labelled(model: &dyn Classifier, x: &Tensor) -> ImageSet {
+        let n = x.size()[0] as usize;
+        let images =
+            Vec::<u8>::try_from(x.f_mul_scalar(255.0).unwrap().f_to_kind(Kind::Uint8).unwrap().flatten(0, -1)).unwrap();
+        let mut set = ImageSet { images, labels: vec![0; n], shape: Dataset::Mnist.image_shape(), num_classes: 10 };
+        let idx: Vec<usize> = (0..n).collect();
+        let b = make_batch(&set, &idx, Augment::None, 0, tch::Device::Cpu).unwrap();
+        let pred = tch::no_grad(|| model.logits(&b.x, false)).unwrap().argmax(-1, false);
+        set.labels = Vec::<i64>::try_from(pred).unwrap().into_iter().map(|v| v as u8).collect();
+        set
+    }
 
     /// Asserts an `Error::Format` whose path ends in `file` and whose message contains every
     /// one of `parts`.

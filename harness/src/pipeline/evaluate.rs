@@ -17,7 +17,7 @@ use crate::attacks::AttackId;
 use crate::checkpoint;
 use crate::data::{Dataset, Split};
 use crate::env::{fingerprint, Fingerprint};
-use crate::eval::{accuracy_of, clean_flags, robust_run, Accuracy};
+use crate::eval::{accuracy_of, clean_flags, robust_run_with_points, Accuracy};
 use crate::models::{Arch, Classifier, Network, ScriptModel};
 use crate::sanity::SanityFlag;
 use crate::{Error, Result};
@@ -396,11 +396,12 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     for id in &suite.attacks {
         let t = Instant::now();
         let attack = suite.attack(*id);
-        let run = robust_run(model, attacked, attack.as_ref(), suite.batch_size, suite.seed)?;
+        let run = robust_run_with_points(model, attacked, attack.as_ref(), suite.batch_size, suite.seed)?;
         let adbd = run.distances.as_ref().filter(|d| !d.is_empty()).map(|d| d.iter().sum::<f64>() / d.len() as f64);
         let robust = accuracy_of(&run.flags);
         // The points that break examples, confirmed by the forward pass alone, kept as evidence.
-        let found = crate::evidence::collect(model, *id, attacked, &run.adversarial, &run.flags, suite.eps)?;
+        let points = run.adversarial.as_ref().expect("invariant: robust_run_with_points keeps the points");
+        let found = crate::evidence::collect(model, *id, attacked, points, &run.flags, suite.eps)?;
         let witnessed = found.len();
         if let Some(reg) = registry {
             let (bytes, _) = found.to_bytes(*id, suite.eps)?;

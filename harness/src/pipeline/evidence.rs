@@ -9,7 +9,7 @@ use infoat_registry::{AttackId, ContentHash, EvalRecord, Registry};
 use serde::Serialize;
 
 use super::evaluate::{load_model, ModelIdentity, ModelSource};
-use super::{load_split, DataIdentity};
+use super::{load_split, DataIdentity, Subset};
 use crate::data::Split;
 use crate::evidence::{check, Witnesses};
 use crate::{Error, Result};
@@ -76,19 +76,16 @@ pub fn select(registry: &Registry, keys: &[String], all: bool) -> Result<Vec<Eva
             "name the evaluations to verify (keys from `infoat registry ls`) or pass --all".into(),
         ));
     }
+    // Each key hashed once; a prefix picks the latest attempt of the one key it names.
+    let hexes: Vec<String> =
+        evals.iter().map(|e| e.key.hash().map(|h| h.to_hex())).collect::<std::result::Result<_, _>>()?;
     let mut out = Vec::new();
     for k in keys {
         let k = k.trim().to_ascii_lowercase();
-        let mut hits: Vec<&EvalRecord> = Vec::new();
-        for e in &evals {
-            if e.key.hash()?.to_hex().starts_with(&k) {
-                hits.push(e);
-            }
-        }
-        let distinct: std::collections::BTreeSet<String> =
-            hits.iter().map(|e| e.key.hash().map(|h| h.to_hex())).collect::<std::result::Result<_, _>>()?;
+        let hits: Vec<(&String, &EvalRecord)> = hexes.iter().zip(&evals).filter(|(h, _)| h.starts_with(&k)).collect();
+        let distinct: std::collections::BTreeSet<&String> = hits.iter().map(|(h, _)| *h).collect();
         match (k.len() >= 4, distinct.len()) {
-            (true, 1) => out.push((*hits.iter().max_by_key(|e| &e.attempt).expect("non-empty")).clone()),
+            (true, 1) => out.push(hits.iter().max_by_key(|(_, e)| &e.attempt).expect("non-empty").1.clone()),
             (true, 0) | (false, _) => {
                 return Err(Error::Invalid(format!(
                     "no evaluation key starts with '{k}' (give at least 4 hex digits; `infoat registry ls` lists them)"
@@ -135,6 +132,9 @@ pub fn verify(registry: &Registry, record: &EvalRecord, device: tch::Device) -> 
             data.dir.display()
         )));
     }
+    // The attacks of one evaluation share its attacked subset (the first `attacked` images).
+    let subset: Subset = record.key.subset.parse().map_err(|e: String| bad(e))?;
+    let attacked = test.take(subset.attacked);
     let mut attacks = Vec::new();
     for (id, result) in &record.attacks {
         let broken = result.total - result.correct;
@@ -152,7 +152,7 @@ pub fn verify(registry: &Registry, record: &EvalRecord, device: tch::Device) -> 
         let attack: AttackId = id.parse().map_err(|e: String| bad(e))?;
         let bytes = registry.blobs().read_verified(blob)?;
         let witnesses = Witnesses::from_bytes(&bytes, &registry.blobs().path(blob))?;
-        let checks = check(model.as_ref(), attack, &test.take(result.total), &witnesses, result.eps)?;
+        let checks = check(model.as_ref(), attack, &attacked, &witnesses, result.eps)?;
         let failed: Vec<FailedWitness> = checks
             .iter()
             .filter(|c| !c.confirmed)
