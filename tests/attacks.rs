@@ -105,6 +105,23 @@ fn verify_evidence_confirms_the_witnesses_an_evaluation_stored() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("pgd20") && text.contains("confirmed") && !text.contains("FAILED"), "{text}");
 
+    // The checks are recorded: the report prints the confirmed counts beside each robust
+    // accuracy, and every single-evaluation accuracy carries its exact interval.
+    let out = infoat(dir.path()).args(["report", "--format", "json", "--out", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cells = stdout_json(&out);
+    for id in ["fgsm", "pgd20", "pgd_plus", "bpda"] {
+        let c = cells.as_array().unwrap().iter().find(|c| c["metric"] == id).unwrap();
+        assert_eq!(c["confirmed"], c["broken"], "{c}");
+        assert_eq!(
+            c["broken"],
+            r["attacks"][id]["robust"]["total"].as_u64().unwrap()
+                - r["attacks"][id]["robust"]["correct"].as_u64().unwrap()
+        );
+        let [lo, hi] = [c["clopper_pearson"][0].as_f64().unwrap(), c["clopper_pearson"][1].as_f64().unwrap()];
+        assert!(lo <= c["value"].as_f64().unwrap() && c["value"].as_f64().unwrap() <= hi, "{c}");
+    }
+
     let out = infoat(dir.path()).args(["verify-evidence", "ffffffff"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ffffffff"));

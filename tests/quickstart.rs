@@ -54,7 +54,7 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
     // MNIST ones (a note says why), JSON cells in the documented form.
     let report: Vec<String> = r["report"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     let names: Vec<&str> = report.iter().map(|p| p.rsplit('/').next().unwrap()).collect();
-    assert_eq!(names, ["quickstart.md", "quickstart.html", "quickstart.json"]);
+    assert_eq!(names, ["quickstart.md", "quickstart.html", "quickstart.json", "quickstart.claims.json"]);
     let read = |name: &str| std::fs::read_to_string(dir.path().join("out").join(name)).unwrap();
     let (md, html, json) = (read("quickstart.md"), read("quickstart.html"), read("quickstart.json"));
     assert!(md.contains("Table II-style") && md.contains("MNIST, SmallCNN"), "{md}");
@@ -112,6 +112,14 @@ fn quickstart_meets_its_targets_and_reruns_for_free() {
         }
     }
     assert!(witnessed > 0 && witnessed <= broken, "{witnessed} witnesses of {broken} breaks");
+    // `reproduce` re-checked them before writing its report: every attack cell has its counts.
+    for c in cells.iter().filter(|c| !matches!(c["metric"].as_str(), Some("natural" | "adbd"))) {
+        let (k, b) = (c["confirmed"].as_u64(), c["broken"].as_u64());
+        assert!(k.is_some() && k <= b, "confirmed counts beside every robust accuracy: {c}");
+    }
+    assert!(md.contains("The paper's claims, checked"), "the claims section: {md}");
+    let claims: serde_json::Value = serde_json::from_str(&read("quickstart.claims.json")).unwrap();
+    assert!(claims["claims"].as_array().unwrap().len() >= 6, "{claims}");
     eprintln!("quickstart evidence: {witnessed} witnesses confirmed of {broken} broken examples");
 
     // The whole preset's plan sees these two done and the other four still to do.

@@ -22,6 +22,7 @@ const LIST_ORDER: &[&str] = &[
     "nightly",
     "mnist",
     "fashion",
+    "claims",
     "table1",
     "table2",
     "table3",

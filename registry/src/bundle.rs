@@ -58,6 +58,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::EvalFlags => "eval_flags",
         Kind::Published => "published",
         Kind::Analysis => "analysis",
+        Kind::Verification => "verification",
     }
 }
 
@@ -68,11 +69,12 @@ fn kind_of(name: &str) -> Option<Kind> {
         "eval_flags" => Kind::EvalFlags,
         "published" => Kind::Published,
         "analysis" => Kind::Analysis,
+        "verification" => Kind::Verification,
         _ => return None,
     })
 }
 
-const KINDS: [Kind; 5] = [Kind::Run, Kind::EvalFlags, Kind::Eval, Kind::Published, Kind::Analysis];
+const KINDS: [Kind; 6] = [Kind::Run, Kind::EvalFlags, Kind::Eval, Kind::Published, Kind::Analysis, Kind::Verification];
 
 impl Registry {
     /// Writes every record and every blob the records reference into `dir` (created; must be
@@ -204,6 +206,9 @@ impl Registry {
                     Ok(k) if k.to_hex() == key => Ok(()),
                     _ => Err(format!("key {key} does not match the record's key")),
                 }),
+            Kind::Verification => serde_json::from_value::<crate::VerificationRecord>(record.clone())
+                .map_err(|e| format!("not a verification record ({e})"))
+                .and_then(|v| if v.key() == key { Ok(()) } else { Err(format!("key {key} does not match")) }),
         };
         if let Err(why) = valid {
             report.rejected.push(format!("{where_}: {why}"));

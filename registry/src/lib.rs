@@ -26,6 +26,6 @@ pub use ids::{ArchId, AttackId, DatasetId, MethodKind, Metric, PaperTable, Sanit
 pub use lock::Lock;
 pub use records::{
     AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord,
-    RunRecord, RunStatus, SanityFlag,
+    RunRecord, RunStatus, SanityFlag, VerificationRecord, WitnessTally,
 };
 pub use store::{GcReport, Registry, VerifyReport};

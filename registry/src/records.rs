@@ -270,6 +270,52 @@ impl EvalRecord {
     }
 }
 
+/// What re-checking one attack's witnesses found (issue 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WitnessTally {
+    /// Examples the attack broke (`total − correct`).
+    pub broken: usize,
+    /// Of those, how many had a stored witness.
+    pub witnessed: usize,
+    /// Witnesses confirmed: within eps, in [0, 1], misclassified by the verdict classifier.
+    pub confirmed: usize,
+}
+
+impl WitnessTally {
+    /// Every broken example has a confirmed witness.
+    pub fn all_confirmed(&self) -> bool {
+        self.confirmed == self.broken
+    }
+}
+
+/// One run of `infoat verify-evidence` over one evaluation: per attack, its broken examples and
+/// how many of their stored witnesses the model's forward pass confirmed. Reports print the
+/// confirmed counts beside the robust accuracies they back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// The evaluation's key hash.
+    pub eval_key: ContentHash,
+    /// The evaluation's attempt (its witnesses belong to that attempt).
+    pub eval_attempt: String,
+    /// This check's attempt id.
+    pub attempt: String,
+    /// Per attack id; attacks evaluated before witnesses were kept are absent.
+    pub attacks: BTreeMap<String, WitnessTally>,
+    /// Semantic version of the checking code.
+    pub verifier_semver: String,
+    /// Unix time it finished.
+    pub finished_unix: u64,
+    /// Where it ran.
+    pub env: Environment,
+}
+
+impl VerificationRecord {
+    /// The record's key: `<eval key hash>/<eval attempt>/<attempt>`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.eval_key, self.eval_attempt, self.attempt)
+    }
+}
+
 /// A number the paper publishes (fixtures/paper), with its source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishedRecord {

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! <registry>/LOCK            who holds it (one process at a time)
-//! <registry>/db/             sled: trees `runs`, `evals`, `eval_flags`, `published`
+//! <registry>/db/             sled: trees `runs`, `evals`, `eval_flags`, `published`, `analyses`,
+//!                            `verifications`
 //! <registry>/blobs/aa/<sha256>.safetensors
 //! ```
 //!
@@ -31,6 +32,7 @@ pub struct Registry {
     eval_flags: sled::Tree,
     published: sled::Tree,
     analyses: sled::Tree,
+    verifications: sled::Tree,
     blobs: Blobs,
     _lock: Lock,
 }
@@ -69,6 +71,7 @@ pub(crate) enum Kind {
     EvalFlags,
     Published,
     Analysis,
+    Verification,
 }
 
 impl Registry {
@@ -88,6 +91,7 @@ impl Registry {
             eval_flags: tree("eval_flags")?,
             published: tree("published")?,
             analyses: tree("analyses")?,
+            verifications: tree("verifications")?,
             blobs: Blobs::new(root.join("blobs")),
             db,
             root,
@@ -116,6 +120,7 @@ impl Registry {
             Kind::EvalFlags => &self.eval_flags,
             Kind::Published => &self.published,
             Kind::Analysis => &self.analyses,
+            Kind::Verification => &self.verifications,
         }
     }
 
@@ -263,6 +268,18 @@ impl Registry {
         self.get_raw(Kind::EvalFlags, &key)?.map(|v| self.decode(key.as_bytes(), &v)).transpose()
     }
 
+    /// Stores what `infoat verify-evidence` found for an evaluation, under
+    /// `<eval key hash>/<eval attempt>/<verification attempt>` (earlier checks are kept).
+    pub fn put_verification(&self, v: &crate::VerificationRecord) -> Result<()> {
+        self.put(Kind::Verification, &v.key(), v)
+    }
+
+    /// Every verification record, ordered by key (so the latest check of an evaluation comes
+    /// last among its own).
+    pub fn verifications(&self) -> Result<Vec<crate::VerificationRecord>> {
+        Ok(self.scan(Kind::Verification, "")?.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// Stores a published number (idempotent: same key, same record).
     pub fn put_published(&self, p: &PublishedRecord) -> Result<()> {
         self.put(Kind::Published, &p.key(), p)
@@ -305,7 +322,7 @@ impl Registry {
     /// Re-hashes every blob and re-reads every record; reports problems, deletes nothing.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        for kind in [Kind::Run, Kind::Eval, Kind::EvalFlags, Kind::Published, Kind::Analysis] {
+        for kind in [Kind::Run, Kind::Eval, Kind::EvalFlags, Kind::Published, Kind::Analysis, Kind::Verification] {
             for kv in self.tree(kind).iter() {
                 let (k, v) = kv.map_err(|e| self.db_err(e))?;
                 report.records += 1;
@@ -315,6 +332,7 @@ impl Registry {
                     Kind::EvalFlags => self.decode::<EvalFlags>(&k, &v).map(|_| ()),
                     Kind::Published => self.decode::<PublishedRecord>(&k, &v).map(|_| ()),
                     Kind::Analysis => self.decode::<crate::AnalysisRecord>(&k, &v).map(|_| ()),
+                    Kind::Verification => self.decode::<crate::VerificationRecord>(&k, &v).map(|_| ()),
                 };
                 if let Err(e) = ok {
                     report.problems.push(e.to_string());

@@ -123,6 +123,43 @@ pub struct Cell {
     /// evaluations behind the cell), when recorded.
     #[serde(default)]
     pub forward_passes: Option<f64>,
+    /// Examples behind an accuracy from one evaluation (attacked, or evaluated clean).
+    #[serde(default)]
+    pub examples: Option<usize>,
+    /// The exact (Clopper–Pearson) 95 % interval of an accuracy from one evaluation, as
+    /// fractions; several seeds use `ci95` instead.
+    #[serde(default)]
+    pub clopper_pearson: Option<[f64; 2]>,
+    /// Examples the attack broke, summed over the evaluations behind the cell.
+    #[serde(default)]
+    pub broken: Option<usize>,
+    /// Of those, the witnesses `infoat verify-evidence` confirmed with the model's forward pass
+    /// alone; `None` unless every evaluation behind the cell was checked.
+    #[serde(default)]
+    pub confirmed: Option<usize>,
+}
+
+impl Cell {
+    /// Checked, and some broken example has no confirmed witness.
+    pub fn unconfirmed(&self) -> bool {
+        matches!((self.confirmed, self.broken), (Some(c), Some(b)) if c < b)
+    }
+}
+
+/// The observations behind one cell: exact interval and witness counts (issue 21).
+fn evidence(obs: &[&Observation], value: f64) -> (Option<usize>, Option<[f64; 2]>, Option<usize>, Option<usize>) {
+    let (mut examples, mut interval) = (None, None);
+    if let [one] = obs {
+        if !one.metric.is_distance() && one.examples > 0 {
+            let k = (value * one.examples as f64).round() as usize;
+            let (lo, hi) = crate::stats::clopper_pearson(k.min(one.examples), one.examples, 0.05);
+            examples = Some(one.examples);
+            interval = Some([lo, hi]);
+        }
+    }
+    let broken = obs.iter().map(|o| o.broken).sum::<Option<usize>>();
+    let confirmed = obs.iter().map(|o| o.confirmed).sum::<Option<usize>>();
+    (examples, interval, broken, confirmed.filter(|_| broken.is_some()))
 }
 
 /// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom.
@@ -240,6 +277,9 @@ pub fn to_fraction(metric: &str, value: f64) -> f64 {
     }
 }
 
+/// (table, dataset, arch, method, protocol, metric): what groups observations into a cell.
+type CellKey = (String, String, String, String, String, String);
+
 /// Aggregates `obs` over seeds, joins the published numbers where the protocol matches, and
 /// adds a `not run` cell for every published number of `tables` that nothing reproduces.
 pub fn cells(
@@ -293,8 +333,30 @@ pub fn cells(
         string_lists(g("environments")?)?,
     );
 
+    let mut members: BTreeMap<CellKey, Vec<&Observation>> = BTreeMap::new();
+    for o in obs {
+        let k = (
+            o.table.name().to_string(),
+            o.dataset.clone(),
+            o.arch.clone(),
+            o.method.clone(),
+            o.protocol.clone(),
+            o.metric.name().to_string(),
+        );
+        members.entry(k).or_default().push(o);
+    }
     let mut out = Vec::with_capacity(agg.height());
     for i in 0..agg.height() {
+        let key = (
+            table[i].clone(),
+            dataset[i].clone(),
+            arch[i].clone(),
+            method[i].clone(),
+            protocol[i].clone(),
+            metric[i].clone(),
+        );
+        let (examples, clopper_pearson, broken, confirmed) =
+            evidence(members.get(&key).map_or(&[][..], Vec::as_slice), mean[i].unwrap_or(f64::NAN));
         let n_i = n[i] as usize;
         let value = mean[i].unwrap_or(f64::NAN);
         let std_i = if n_i >= 2 { std[i].unwrap_or(0.0) } else { 0.0 };
@@ -324,6 +386,10 @@ pub fn cells(
             flags: flags[i].iter().filter(|f| !f.is_empty()).cloned().collect(),
             environments: envs[i].clone(),
             forward_passes: cost[i],
+            examples,
+            clopper_pearson,
+            broken,
+            confirmed,
         });
     }
 
@@ -365,6 +431,10 @@ pub fn cells(
                 flags: Vec::new(),
                 environments: Vec::new(),
                 forward_passes: None,
+                examples: None,
+                clopper_pearson: None,
+                broken: None,
+                confirmed: None,
             });
         }
     }

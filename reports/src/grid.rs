@@ -39,6 +39,14 @@ pub struct GridCell {
     pub published_best: bool,
     /// Decimal places to print.
     pub decimals: usize,
+    /// The exact (Clopper–Pearson) 95 % interval (same units), for a value from one evaluation.
+    pub interval: Option<[f64; 2]>,
+    /// `✓ k/b` (every broken example has a confirmed witness) or `✗ k/b` (some has not):
+    /// witnesses `infoat verify-evidence` confirmed of the examples the attack broke; `None`
+    /// when not checked.
+    pub witnesses: Option<String>,
+    /// Checked, and some broken example lacks a confirmed witness: the cell is marked.
+    pub unconfirmed: bool,
 }
 
 /// A row: one method (recipe) and its cells in column order.
@@ -201,6 +209,12 @@ fn grid(
                             && reproduced == best(metric, false),
                         published_best: c.published.is_some() && c.published == best(metric, true),
                         decimals,
+                        interval: c.clopper_pearson.map(|[lo, hi]| [display(metric, lo), display(metric, hi)]),
+                        witnesses: c
+                            .confirmed
+                            .zip(c.broken)
+                            .map(|(k, b)| format!("{} {k}/{b}", if c.unconfirmed() { "✗" } else { "✓" })),
+                        unconfirmed: c.unconfirmed(),
                     }
                 }
                 None => GridCell {
@@ -213,6 +227,9 @@ fn grid(
                     best: false,
                     published_best: false,
                     decimals,
+                    interval: None,
+                    witnesses: None,
+                    unconfirmed: false,
                 },
             };
             row.cells.push(cell);

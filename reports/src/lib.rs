@@ -5,11 +5,13 @@
 //! Tables I–VI transcribed under `fixtures/paper/`), judged cell by cell against tolerances
 //! that are data (`fixtures/reports/tolerances.toml`), laid out as the paper's tables
 //! ([`grid`]) and rendered through tera templates as Markdown, LaTeX, CSV, JSON and HTML with
-//! SVG plots ([`mod@render`]). No libtorch.
+//! SVG plots ([`mod@render`]); the paper's claims beyond its cells are checked with paired tests
+//! on per-example flags ([`claims`]). No libtorch.
 
 pub mod aggregate;
 pub mod analyses;
 pub mod bench;
+pub mod claims;
 pub mod compare;
 mod error;
 pub mod grid;
@@ -25,4 +27,4 @@ pub use aggregate::{Cell, Tolerances, Verdict};
 pub use compare::{compare, Comparison};
 pub use error::{Error, Result};
 pub use paper::{PaperTable, Published};
-pub use render::{build, render, render_comparison, Format, Report, Selection};
+pub use render::{build, build_verified, render, render_comparison, Format, Report, Selection};

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use infoat_registry::{
     canonical_json, ArchId, AttackId, ContentHash, DatasetId, EvalRecord, Hasher, MethodKind, Metric, PaperTable,
-    RunRecord,
+    RunRecord, VerificationRecord,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -42,6 +42,13 @@ pub struct Observation {
     pub value: f64,
     /// The attack's cost: model forward passes per attacked example, when recorded.
     pub cost: Option<f64>,
+    /// Examples behind the accuracy (evaluated clean, or attacked).
+    pub examples: usize,
+    /// Examples the attack broke (attacks only).
+    pub broken: Option<usize>,
+    /// Of those, witnesses `infoat verify-evidence` confirmed in its latest check of this
+    /// evaluation; `None` when never checked.
+    pub confirmed: Option<usize>,
     /// The run's seed.
     pub seed: u64,
     /// The run's config hash.
@@ -102,8 +109,21 @@ fn protocol(e: &EvalRecord, eps: f64) -> String {
 }
 
 /// Every observation the registry's records support: each evaluation of a complete run's final
-/// checkpoint gives its clean accuracy (`natural`) and one number per attack.
-pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observation>> {
+/// checkpoint gives its clean accuracy (`natural`) and one number per attack, with the confirmed
+/// witness counts of the latest of `verifications` that checked it.
+pub fn collect(
+    runs: &[RunRecord],
+    evals: &[EvalRecord],
+    verifications: &[VerificationRecord],
+) -> Result<Vec<Observation>> {
+    // The latest check of each evaluation attempt.
+    let mut checked: BTreeMap<(ContentHash, &str), &VerificationRecord> = BTreeMap::new();
+    for v in verifications {
+        let k = (v.eval_key, v.eval_attempt.as_str());
+        if checked.get(&k).is_none_or(|old| (old.finished_unix, &old.attempt) < (v.finished_unix, &v.attempt)) {
+            checked.insert(k, v);
+        }
+    }
     // Latest complete attempt per config.
     let mut latest: BTreeMap<ContentHash, &RunRecord> = BTreeMap::new();
     for r in runs.iter().filter(|r| r.is_complete()) {
@@ -140,6 +160,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             Some(label) => (PaperTable::I, label),
             None => (table, MethodKind::label_of(kind)),
         };
+        let check = checked.get(&(e.key.hash()?, e.attempt.as_str())).copied();
         let base = Observation {
             table,
             dataset: DatasetId::label_of(dataset_id),
@@ -151,6 +172,9 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             metric: Metric::Natural,
             value: e.clean_acc,
             cost: None,
+            examples: e.n,
+            broken: None,
+            confirmed: None,
             seed: c.get("seed").and_then(Value::as_u64).unwrap_or(0),
             config_hash: run.config_hash.to_hex(),
             checkpoint_hash: e.key.model_hash.to_hex(),
@@ -165,6 +189,12 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
             let id: AttackId =
                 attack.parse().map_err(|e| crate::Error::Invalid(format!("evaluation {}: {e}", base.eval_key)))?;
             let table = id.black_box_table().unwrap_or(base.table);
+            let evidence = Observation {
+                examples: r.total,
+                broken: Some(r.total.saturating_sub(r.correct)),
+                confirmed: check.and_then(|v| v.attacks.get(attack)).map(|t| t.confirmed),
+                ..base.clone()
+            };
             if id == AttackId::Rays {
                 if let Some(adbd) = r.adbd {
                     out.push(Observation {
@@ -172,7 +202,9 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
                         metric: Metric::Adbd,
                         value: adbd,
                         cost: r.forward_passes,
-                        ..base.clone()
+                        broken: None,
+                        confirmed: None,
+                        ..evidence.clone()
                     });
                 }
                 out.push(Observation {
@@ -180,7 +212,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
                     metric: Metric::RobAcc,
                     value: r.robust_acc,
                     cost: r.forward_passes,
-                    ..base.clone()
+                    ..evidence
                 });
                 continue;
             }
@@ -189,7 +221,7 @@ pub fn collect(runs: &[RunRecord], evals: &[EvalRecord]) -> Result<Vec<Observati
                 metric: Metric::Attack(id),
                 value: r.robust_acc,
                 cost: r.forward_passes,
-                ..base.clone()
+                ..evidence
             });
         }
         // Clean accuracy belongs to the white-box tables; an evaluation with black-box attacks

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::{AttackId, EvalRecord, Metric, PaperTable, PublishedRecord, RunRecord};
+use infoat_registry::{AttackId, EvalRecord, Metric, PaperTable, PublishedRecord, RunRecord, VerificationRecord};
 use serde::Serialize;
 
 use crate::aggregate::{cells, Cell, Tolerances, Verdict};
@@ -103,9 +103,21 @@ pub struct Report {
     /// Figures of the paper's analyses (issue 10), when analysis records are selected
     /// ([`add_analyses`]).
     pub analyses: Vec<crate::analyses::Figure>,
+    /// The paper's claims checked against the selected runs ([`add_claims`]).
+    pub claims: Option<ClaimsSection>,
 }
 
-/// Builds the report of `selection` from registry records.
+/// The claims section of a report (issue 21).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimsSection {
+    /// The level of every test.
+    pub alpha: f64,
+    /// Each claim with its verdict and comparisons.
+    pub claims: Vec<crate::claims::ClaimResult>,
+}
+
+/// Builds the report of `selection` from registry records (no witness checks: see
+/// [`build_verified`]).
 pub fn build(
     title: &str,
     runs: &[RunRecord],
@@ -113,8 +125,21 @@ pub fn build(
     published: &[PublishedRecord],
     selection: &Selection,
 ) -> Result<Report> {
+    build_verified(title, runs, evals, &[], published, selection)
+}
+
+/// Builds the report of `selection` from registry records; every robust accuracy carries the
+/// confirmed witness counts of the latest of `verifications` that checked its evaluation.
+pub fn build_verified(
+    title: &str,
+    runs: &[RunRecord],
+    evals: &[EvalRecord],
+    verifications: &[VerificationRecord],
+    published: &[PublishedRecord],
+    selection: &Selection,
+) -> Result<Report> {
     let tol = Tolerances::embedded()?;
-    let mut obs = collect(runs, evals)?;
+    let mut obs = collect(runs, evals, verifications)?;
     if let Some(keep) = &selection.configs {
         obs.retain(|o| keep.contains(&o.config_hash));
     }
@@ -161,6 +186,21 @@ pub fn build(
         counts(Verdict::Unpublished),
         counts(Verdict::NotRun),
     );
+    let mut summary = summary;
+    if cells.iter().any(|c| c.clopper_pearson.is_some()) {
+        summary.push_str(
+            " A value from one evaluation carries its exact 95 % (Clopper–Pearson) interval over the examples behind it, \
+             in small type.",
+        );
+    }
+    if cells.iter().any(|c| c.confirmed.is_some()) {
+        let marked = cells.iter().filter(|c| c.unconfirmed()).count();
+        summary.push_str(&format!(
+            " ✓ k/b beside a robust accuracy: of the b examples the attack broke, k have a witness that `infoat \
+             verify-evidence` confirmed with the model's forward pass alone (inside the eps-ball, in [0, 1], \
+             misclassified); ✗ marks the {marked} cells where some broken example has none."
+        ));
+    }
     Ok(Report {
         title: title.to_string(),
         summary,
@@ -168,6 +208,7 @@ pub fn build(
         cells,
         version: env!("CARGO_PKG_VERSION").into(),
         analyses: Vec::new(),
+        claims: None,
     })
 }
 
@@ -343,6 +384,38 @@ pub fn add_analyses(
     Ok(())
 }
 
+/// Checks `claims` against the runs and evaluations `selection` keeps, with their per-example
+/// flags from `flags`, and adds the claims section to `report`.
+pub fn add_claims(
+    report: &mut Report,
+    claims: &crate::claims::ClaimFile,
+    runs: &[RunRecord],
+    evals: &[EvalRecord],
+    flags: &crate::compare::FlagSource<'_>,
+    selection: &Selection,
+) -> Result<()> {
+    let runs: Vec<RunRecord> = runs
+        .iter()
+        .filter(|r| selection.configs.as_ref().is_none_or(|keep| keep.contains(&r.config_hash.to_hex())))
+        .cloned()
+        .collect();
+    let mut kept = Vec::new();
+    for e in evals {
+        let key = e.key.hash()?.to_hex();
+        if selection.evals.as_ref().is_none_or(|keep| keep.contains(&key)) {
+            kept.push(e.clone());
+        }
+    }
+    let results = crate::claims::check(claims, &runs, &kept, flags)?;
+    report.claims = Some(ClaimsSection { alpha: crate::claims::ALPHA, claims: results });
+    Ok(())
+}
+
+/// The claims section as JSON (the `json` format's cells list stays as it was).
+pub fn render_claims_json(report: &Report) -> Result<Option<String>> {
+    report.claims.as_ref().map(|c| Ok(serde_json::to_string_pretty(c)? + "\n")).transpose()
+}
+
 /// The Markdown summary of a regression check (`infoat regress`, issue 8).
 pub fn render_regress(r: &crate::regress::RegressReport) -> Result<String> {
     render_template("regress.md", "r", r)
@@ -363,6 +436,9 @@ pub fn render(report: &Report, format: Format) -> Result<String> {
             for g in &report.grids {
                 parts.push(render_template(name, "grid", &g.grid)?);
             }
+            if let (Format::Md, Some(claims)) = (format, &report.claims) {
+                parts.push(render_template("claims.md", "s", claims)?);
+            }
             Ok(parts.join("\n"))
         }
     }
@@ -380,6 +456,11 @@ fn csv(cells: &[Cell]) -> Result<String> {
         "std",
         "n",
         "ci95",
+        "examples",
+        "cp_low",
+        "cp_high",
+        "broken",
+        "confirmed",
         "published",
         "delta",
         "verdict",
@@ -400,6 +481,11 @@ fn csv(cells: &[Cell]) -> Result<String> {
             num(c.std),
             c.n.to_string(),
             num(c.ci95),
+            c.examples.map(|n| n.to_string()).unwrap_or_default(),
+            num(c.clopper_pearson.map(|i| i[0])),
+            num(c.clopper_pearson.map(|i| i[1])),
+            c.broken.map(|n| n.to_string()).unwrap_or_default(),
+            c.confirmed.map(|n| n.to_string()).unwrap_or_default(),
             num(c.published),
             num(c.delta),
             c.verdict.label().to_string(),

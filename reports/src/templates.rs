@@ -40,6 +40,18 @@ fn fixed(value: &Value, args: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(format!("{v:.d$}")))
 }
 
+/// `fraction | pct`: a fraction as a percentage with two decimals (`0.5` → `50.00`).
+fn pct(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let v = tera::try_get_value!("pct", "value", f64, value);
+    Ok(Value::String(format!("{:.2}", v * 100.0)))
+}
+
+/// `p | pvalue`: a p-value with four decimals, `< 0.0001` below that.
+fn pvalue(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let v = tera::try_get_value!("pvalue", "value", f64, value);
+    Ok(Value::String(if v < 1e-4 { "< 0.0001".to_string() } else { format!("{v:.4}") }))
+}
+
 /// `hash | short`: the first 16 hex digits of a hash.
 fn short(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     let s = tera::try_get_value!("short", "value", String, value);
@@ -65,11 +77,14 @@ fn engine() -> Result<&'static Tera> {
                 ("compare.html", include_str!("../templates/compare.html.tera")),
                 ("regress.md", include_str!("../templates/regress.md.tera")),
                 ("bench.md", include_str!("../templates/bench.md.tera")),
+                ("claims.md", include_str!("../templates/claims.md.tera")),
             ])
             .map_err(|e| format!("{e:?}"))?;
             t.register_filter("tex", tex_escape);
             t.register_filter("fixed", fixed);
             t.register_filter("short", short);
+            t.register_filter("pct", pct);
+            t.register_filter("pvalue", pvalue);
             t.autoescape_on(vec![".html", ".svg"]);
             Ok(t)
         })

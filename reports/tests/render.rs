@@ -368,3 +368,53 @@ fn an_ablation_of_one_design_choice_gives_fig3_bars() {
     assert!(html.contains("none: 40.00 %") && html.contains("misclassification: 45.00 %"));
     assert!(!html.contains("Ablation of the divergence"), "the divergence was not varied");
 }
+
+/// Issue 21: a checked evaluation's cells carry "✓ k/b" (every broken example confirmed) or
+/// are marked "✗ k/b" (some witness missing or failed); unchecked cells carry nothing; a
+/// single evaluation's accuracy carries its exact interval.
+#[test]
+fn witness_checks_and_exact_intervals_reach_the_cells() {
+    let (runs, evals, published) = records();
+    let trades = evals
+        .iter()
+        .find(|e| {
+            let run = runs.iter().find(|r| Some(r.config_hash) == e.config_hash).unwrap();
+            run.config["method"]["kind"] == "trades"
+                && run.config["model"]["arch"] == "resnet18"
+                && e.attacks.contains_key("pgd20")
+        })
+        .unwrap();
+    let tally = |id: &str, missing: usize| {
+        let r = &trades.attacks[id];
+        let broken = r.total - r.correct;
+        (id.to_string(), infoat_registry::WitnessTally { broken, witnessed: broken, confirmed: broken - missing })
+    };
+    let check = infoat_registry::VerificationRecord {
+        eval_key: trades.key.hash().unwrap(),
+        eval_attempt: trades.attempt.clone(),
+        attempt: "1".into(),
+        attacks: [tally("fgsm", 0), tally("pgd20", 1)].into_iter().collect(),
+        verifier_semver: "1.0.0".into(),
+        finished_unix: 1,
+        env: trades.env.clone(),
+    };
+    let r = infoat_reports::build_verified("Checked", &runs, &evals, &[check], &published, &paper_tables()).unwrap();
+    let fgsm = cell(&r, "II", "CIFAR-10", "TRADES", "fgsm");
+    assert_eq!((fgsm.confirmed, fgsm.broken), (Some(366), Some(366)), "{fgsm:?}");
+    assert!(!fgsm.unconfirmed());
+    let pgd = cell(&r, "II", "CIFAR-10", "TRADES", "pgd20");
+    assert_eq!((pgd.confirmed, pgd.broken), (Some(479), Some(480)));
+    assert!(pgd.unconfirmed());
+    // Unchecked: no counts. Several seeds: no exact interval (the t interval instead).
+    assert_eq!(cell(&r, "II", "CIFAR-10", "TRADES", "cw20").confirmed, None);
+    assert!(cell(&r, "II", "CIFAR-10", "AT", "pgd20").clopper_pearson.is_none());
+    // One evaluation of 1,000 attacked examples, 520 robust: the exact interval around 0.52.
+    let [lo, hi] = pgd.clopper_pearson.unwrap();
+    assert_eq!(pgd.examples, Some(1000));
+    assert!((lo - 0.4885).abs() < 5e-4 && (hi - 0.5514).abs() < 5e-4, "{lo} {hi}");
+    let md = render(&r, Format::Md).unwrap();
+    assert!(md.contains("✓ 366/366") && md.contains("✗ 479/480"), "{md}");
+    assert!(md.contains("✗ marks the 1 cells"), "{md}");
+    let html = render(&r, Format::Html).unwrap();
+    assert!(html.contains("<span class=\"flag\" title=\"witnesses confirmed"), "the HTML marks it too");
+}

@@ -43,9 +43,7 @@ pub(crate) fn run(a: ReportArgs) -> Result<ExitCode> {
     };
     if a.out.as_os_str() == "-" {
         let format = *formats.first().context("--format names no format")?;
-        let mut r =
-            infoat_reports::build(&title, &registry.runs()?, &registry.evals()?, &registry.published()?, &selection)?;
-        infoat_reports::render::add_analyses(&mut r, &registry.analyses()?, &registry.runs()?, &selection)?;
+        let r = pipeline::build_report(&registry, &title, &selection)?;
         print!("{}", infoat_reports::render(&r, format)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -46,15 +46,23 @@ pub(crate) fn run(a: ReproduceArgs, progress: Progress) -> Result<ExitCode> {
         |f| eprintln!("FAILED run '{}' of preset '{}': {}", f.run, preset.name, f.error),
     );
     let missed: usize = rows.iter().map(|r| r.missed.len()).sum();
+    // Every witness re-checked with the forward pass alone before the report prints the
+    // confirmed counts (issue 21); a failed witness marks its cell, it does not stop the preset.
+    let eval_keys: Vec<_> = rows.iter().flat_map(|r| std::iter::once(r.eval_key).chain(r.black_box_eval_key)).collect();
+    for check in pipeline::evidence::verify_unchecked(&registry, &eval_keys).context("verifying the witnesses")? {
+        let failed: usize = check.attacks.iter().map(|a| a.failed.len()).sum();
+        if failed > 0 {
+            eprintln!(
+                "evaluation {}: {failed} witnesses FAILED the re-check (`infoat verify-evidence {}` lists them)",
+                check.key.short(12),
+                check.key.short(16)
+            );
+        }
+    }
     let selection = infoat_reports::Selection {
         tables: Vec::new(),
         configs: Some(rows.iter().map(|r| r.config_hash.to_hex()).collect()),
-        evals: Some(
-            rows.iter()
-                .flat_map(|r| std::iter::once(r.eval_key).chain(r.black_box_eval_key))
-                .map(|k| k.to_hex())
-                .collect(),
-        ),
+        evals: Some(eval_keys.iter().map(|k| k.to_hex()).collect()),
         include_not_run: false,
     };
     use infoat_reports::Format;

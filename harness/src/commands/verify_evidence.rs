@@ -1,11 +1,12 @@
 //! `infoat verify-evidence`: the stored witnesses of evaluations re-checked with the model's
-//! forward pass alone (issue 21).
+//! forward pass alone (issue 21); each check is recorded, and reports print its confirmed
+//! counts beside the robust accuracies.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use infoat_harness::cli::VerifyEvidenceArgs;
-use infoat_harness::pipeline::evidence::{describe, select, verify};
+use infoat_harness::pipeline::evidence::{describe, select, verify_and_record};
 use infoat_registry::Registry;
 
 pub(crate) fn run(a: VerifyEvidenceArgs) -> Result<ExitCode> {
@@ -13,7 +14,7 @@ pub(crate) fn run(a: VerifyEvidenceArgs) -> Result<ExitCode> {
     let device = a.device.device()?;
     let mut reports = Vec::new();
     for record in select(&registry, &a.keys, a.all)? {
-        reports.push(verify(&registry, &record, device)?);
+        reports.push(verify_and_record(&registry, &record, device)?);
     }
     let ok = reports.iter().all(|r| r.confirmed());
     if a.json {

@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
-use infoat_registry::{AttackId, ContentHash, EvalRecord, Registry};
+use infoat_registry::records::new_attempt;
+use infoat_registry::{AttackId, ContentHash, EvalRecord, Registry, VerificationRecord, WitnessTally};
 use serde::Serialize;
 
 use super::evaluate::{load_model, ModelIdentity, ModelSource};
-use super::{load_split, DataIdentity, Subset};
+use super::{load_split, now_unix, DataIdentity, Subset};
 use crate::data::Split;
 use crate::evidence::{check, Witnesses};
 use crate::{Error, Result};
@@ -44,11 +45,17 @@ pub struct AttackEvidence {
     pub failed: Vec<FailedWitness>,
 }
 
+/// Version of the witness check's semantics (recorded with every verification).
+pub const VERIFIER_SEMVER: &str = "1.0.0";
+
 /// One evaluation's evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceReport {
     /// The evaluation key.
     pub key: ContentHash,
+    /// The evaluation's attempt.
+    #[serde(skip)]
+    pub attempt: String,
     /// The model file.
     pub model: String,
     /// Test images evaluated.
@@ -62,6 +69,35 @@ impl EvidenceReport {
     pub fn confirmed(&self) -> bool {
         self.attacks.iter().all(|a| a.failed.is_empty())
     }
+
+    /// The registry record of this check (attacks without stored witnesses are left out: they
+    /// were not checked), for reports to print confirmed counts beside robust accuracies.
+    pub fn record(&self, device: tch::Device) -> VerificationRecord {
+        let attacks = self
+            .attacks
+            .iter()
+            .filter_map(|a| {
+                let witnessed = a.witnessed?;
+                Some((a.attack.clone(), WitnessTally { broken: a.broken, witnessed, confirmed: a.confirmed }))
+            })
+            .collect();
+        VerificationRecord {
+            eval_key: self.key,
+            eval_attempt: self.attempt.clone(),
+            attempt: new_attempt(),
+            attacks,
+            verifier_semver: VERIFIER_SEMVER.to_string(),
+            finished_unix: now_unix(),
+            env: crate::env::fingerprint(device),
+        }
+    }
+}
+
+/// Verifies `record`'s witnesses and stores the outcome in the registry.
+pub fn verify_and_record(registry: &Registry, record: &EvalRecord, device: tch::Device) -> Result<EvidenceReport> {
+    let report = verify(registry, record, device)?;
+    registry.put_verification(&report.record(device))?;
+    Ok(report)
 }
 
 /// The evaluations `keys` name (unique prefixes; the latest attempt of each), or every
@@ -167,7 +203,39 @@ pub fn verify(registry: &Registry, record: &EvalRecord, device: tch::Device) -> 
             failed,
         });
     }
-    Ok(EvidenceReport { key, model: identity.path.display().to_string(), images: data.images, attacks })
+    Ok(EvidenceReport {
+        key,
+        attempt: record.attempt.clone(),
+        model: identity.path.display().to_string(),
+        images: data.images,
+        attacks,
+    })
+}
+
+/// The device an evaluation ran on, for re-predicting its witnesses the same way (CPU when
+/// that GPU is not here).
+pub fn device_of(record: &EvalRecord) -> tch::Device {
+    match record.env.device.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
+        Some(i) if tch::Cuda::is_available() && i < tch::Cuda::device_count() as usize => tch::Device::Cuda(i),
+        _ => tch::Device::Cpu,
+    }
+}
+
+/// Verifies and records, for each of `keys`, the latest attempt of the evaluation unless a
+/// check of that attempt is already in the registry (so a rerun of a preset checks nothing
+/// twice); returns the checks made.
+pub fn verify_unchecked(registry: &Registry, keys: &[ContentHash]) -> Result<Vec<EvidenceReport>> {
+    let checked: std::collections::BTreeSet<(ContentHash, String)> =
+        registry.verifications()?.into_iter().map(|v| (v.eval_key, v.eval_attempt)).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let Some(record) = registry.find_eval(key, super::EVAL_SEMVER)? else { continue };
+        if record.witnesses.is_empty() || checked.contains(&(*key, record.attempt.clone())) {
+            continue;
+        }
+        out.push(verify_and_record(registry, &record, device_of(&record))?);
+    }
+    Ok(out)
 }
 
 /// Where a report's model came from, for the text output.

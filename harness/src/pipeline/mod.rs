@@ -34,7 +34,7 @@ pub mod train;
 pub use analyze::{analyze, AnalysisRequest, Figure};
 pub use evaluate::{evaluate, AttackReport, EvalReport, EvalRequest, ModelIdentity, ModelSource};
 pub use preset::{plan_status, reproduce_run, PlanStatus, PresetOutcome};
-pub use report::write_report;
+pub use report::{build_report, write_report};
 pub use suite::{outdated_attacks, recorded_version, EvalSuite, Subset, SuiteRequest};
 pub use train::{build_network, check_resumable, find_run, recorded_setup, train_run, work_dir, TrainOutcome};
 
