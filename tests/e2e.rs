@@ -11,5 +11,6 @@ mod presets;
 mod pytorch_peer;
 mod quickstart;
 mod registry;
+mod robustbench;
 mod runs;
 mod sweep;

@@ -57,6 +57,9 @@ pub enum Command {
     /// Re-check every stored witness of evaluations with the model's forward pass alone: each
     /// adversarial point within eps of its clean image, in [0, 1], and misclassified.
     VerifyEvidence(VerifyEvidenceArgs),
+    /// Adversarial images in RobustBench's external-evaluation layout: export an evaluation's
+    /// worst case, or import (verify and merge) someone else's.
+    Evidence(EvidenceCmd),
     /// Print the datasets an invocation reads from the default data cache (used by ./infoat to
     /// fetch them first).
     #[command(hide = true)]
@@ -511,6 +514,66 @@ pub struct BenchArgs {
 pub struct ConfigArgs {
     /// The run config (TOML).
     pub config: PathBuf,
+}
+
+/// `infoat evidence`.
+#[derive(Debug, Args)]
+#[command(after_help = "The layout (RobustBench's external evaluations): adversarial.pt, one torch.save tensor \
+    [N, C, H, W] of the first N test images' adversarial images (the clean image where an example stayed \
+    robust), evaluation.json (model, dataset, threat model, eps, accuracies, attack, source) and, for the \
+    registry's models, model.safetensors.\n\nExamples:\n  \
+    infoat evidence export 9c1e77 --out evidence/\n  \
+    infoat evidence import evidence/ --registry fresh-registry\n  \
+    infoat evidence import their-attack/ --run 3f2a91   (someone else's images for one of our models)")]
+pub struct EvidenceCmd {
+    /// The result registry.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY, global = true)]
+    pub registry: PathBuf,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: EvidenceAction,
+}
+
+/// Export or import adversarial images.
+#[derive(Debug, Subcommand)]
+pub enum EvidenceAction {
+    /// Write an evaluation's worst case over its attacks (each broken example's stored witness)
+    /// in RobustBench's layout.
+    Export {
+        /// The evaluation key, or a unique prefix (at least 4 hex digits).
+        key: String,
+        /// The folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify every image of a folder in that layout with the model's forward pass (inside the
+    /// eps-ball, in [0, 1], misclassified) and record it as the attack `external`, merged as a
+    /// worst case into the evaluation of the same model, data and eps when there is one.
+    Import {
+        /// The folder.
+        dir: PathBuf,
+        /// The model, when not the folder's model.safetensors: a harness run by config hash.
+        #[arg(long, value_name = "HASH", conflicts_with_all = ["checkpoint", "torchscript"])]
+        run: Option<String>,
+        /// …or a safetensors checkpoint.
+        #[arg(long, value_name = "FILE", conflicts_with = "torchscript")]
+        checkpoint: Option<PathBuf>,
+        /// …or a TorchScript module.
+        #[arg(long, value_name = "FILE")]
+        torchscript: Option<PathBuf>,
+        /// Architecture of --checkpoint [default: the one it records].
+        #[arg(long, value_enum, requires = "checkpoint")]
+        arch: Option<Arch>,
+        /// Folder with the dataset's original files [default: the cache folder].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Device of the forward passes.
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceChoice,
+    },
 }
 
 /// `infoat registry`.

@@ -151,6 +151,7 @@ pub fn attack_passes(id: AttackId, rays_budget: usize) -> f64 {
         AttackId::Spsa512 => 0.8 * 100.0 * 512.0 * FORWARD_ONLY,
         AttackId::Spsa1024 => 0.8 * 100.0 * 1024.0 * FORWARD_ONLY,
         AttackId::Rays => rays_budget as f64 * FORWARD_ONLY,
+        AttackId::External => FORWARD_ONLY,
     }
 }
 

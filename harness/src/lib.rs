@@ -14,6 +14,7 @@
 //! - [`losses`]: the per-example losses shared by methods, attacks, analyses and benchmarks;
 //! - [`train`], [`eval`]: the training loop and evaluation;
 //! - [`checkpoint`]: safetensors checkpoints and their canonical digest;
+//! - [`interop`]: PyTorch's `torch.save` format, for RobustBench's layouts;
 //! - [`seed`]: how every random draw derives from the run's seed;
 //! - [`mod@env`]: the environment fingerprint recorded with runs;
 //! - [`alloc`]: heap settings that keep tensor memory in the process between steps;
@@ -34,6 +35,7 @@ pub mod env;
 pub mod error;
 pub mod eval;
 pub mod evidence;
+pub mod interop;
 pub mod losses;
 pub mod methods;
 pub mod models;

@@ -54,12 +54,17 @@ pub enum AttackId {
     Spsa1024,
     /// RayS, hard-label (paper Table IV): boundary distance (ADBD) and robust accuracy.
     Rays,
+    /// Adversarial images someone else's attack produced, imported in RobustBench's
+    /// external-evaluation layout and verified with the forward pass (`infoat evidence
+    /// import`, issue 21); never run, so not offered on the command line.
+    #[cfg_attr(feature = "clap", value(skip))]
+    External,
 }
 
 impl AttackId {
     /// Every attack, in the paper's column order (Table II's, then AutoAttack's components,
     /// then Table III's and IV's).
-    pub const ALL: [AttackId; 18] = [
+    pub const ALL: [AttackId; 19] = [
         AttackId::Fgsm,
         AttackId::Pgd20,
         AttackId::Pgd100,
@@ -78,6 +83,7 @@ impl AttackId {
         AttackId::Spsa512,
         AttackId::Spsa1024,
         AttackId::Rays,
+        AttackId::External,
     ];
 
     /// The id in records, reports and on the command line.
@@ -101,6 +107,7 @@ impl AttackId {
             AttackId::Spsa512 => "spsa512",
             AttackId::Spsa1024 => "spsa1024",
             AttackId::Rays => "rays",
+            AttackId::External => "external",
         }
     }
 
@@ -125,6 +132,7 @@ impl AttackId {
             AttackId::Spsa512 => "SPSA-512",
             AttackId::Spsa1024 => "SPSA-1024",
             AttackId::Rays => "RayS",
+            AttackId::External => "External",
         }
     }
 

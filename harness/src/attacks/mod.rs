@@ -133,6 +133,7 @@ impl AttackBuild for AttackId {
             AttackId::ApgdT => Box::new(Apgd::targeted(eps)),
             AttackId::FabT => Box::new(FabT::standard(eps)),
             AttackId::Square => Box::new(Square::standard(eps)),
+            AttackId::External => Box::new(Imported),
             AttackId::Aa => Box::new(Cascade {
                 id: "aa".into(),
                 components: [AttackId::ApgdCe, AttackId::ApgdT, AttackId::FabT, AttackId::Square]
@@ -158,6 +159,24 @@ impl AttackBuild for AttackId {
             AttackId::Rays | AttackId::Square | AttackId::Bpda | AttackId::ApgdCe | AttackId::ApgdT | AttackId::Aa => 2,
             _ => 1,
         }
+    }
+}
+
+/// The stand-in for [`AttackId::External`]: imported adversarial images are verified, never
+/// computed, so running it is an error that says where they come from.
+struct Imported;
+
+impl Attack for Imported {
+    fn id(&self) -> String {
+        AttackId::External.name().to_string()
+    }
+
+    fn perturb(&self, _model: &dyn Classifier, _x: &Tensor, _y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Err(crate::Error::Invalid(
+            "'external' names adversarial images imported with `infoat evidence import`; it is not an attack that \
+             runs: choose another attack"
+                .into(),
+        ))
     }
 }
 

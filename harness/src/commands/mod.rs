@@ -15,6 +15,7 @@ mod bench;
 mod compare;
 mod config;
 mod eval;
+mod evidence;
 mod needs;
 mod registry;
 mod regress;
@@ -40,6 +41,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Regress(a) => regress::run(a, progress),
         Command::Sweep(a) => sweep::run(a),
         Command::VerifyEvidence(a) => verify_evidence::run(a),
+        Command::Evidence(a) => evidence::run(a),
         Command::Needs { args } => needs::run(args),
     }
 }

@@ -26,6 +26,7 @@ use crate::{Error, Result};
 pub mod analyze;
 pub mod evaluate;
 pub mod evidence;
+pub mod external;
 pub mod preset;
 pub mod report;
 pub mod suite;
