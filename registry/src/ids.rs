@@ -580,6 +580,7 @@ mod tests {
                 "spsa256",
                 "spsa512",
                 "spsa1024",
+                "external",
                 "adbd",
                 "rob_acc",
                 "worst_case",
