@@ -179,9 +179,18 @@ pub fn collect(
             images: Tensor::f_zeros(&shape, (Kind::Float, tch::Device::Cpu))?,
         });
     }
-    let candidates =
+    let mut candidates =
         Witnesses { indices: broken.clone(), images: adversarial.f_index_select(0, &Tensor::from_slice(&broken))? };
-    let checks = check(model, attack, attacked, &candidates, eps)?;
+    let mut checks = check(model, attack, attacked, &candidates, eps)?;
+    // An example the model gets wrong on its clean image is broken by the zero perturbation:
+    // where the attack's returned point does not fool, the clean image is the witness.
+    let rows: Vec<i64> = checks.iter().enumerate().filter(|(_, c)| !c.confirmed).map(|(j, _)| j as i64).collect();
+    if !rows.is_empty() {
+        let at: Vec<usize> = rows.iter().map(|&j| broken[j as usize] as usize).collect();
+        let clean = make_batch(attacked, &at, Augment::None, 0, tch::Device::Cpu)?.x;
+        candidates.images = candidates.images.f_index_copy(0, &Tensor::from_slice(&rows), &clean)?;
+        checks = check(model, attack, attacked, &candidates, eps)?;
+    }
     let keep: Vec<i64> = checks.iter().zip(&broken).filter(|(c, _)| c.confirmed).map(|(_, &i)| i).collect();
     let rows: Vec<i64> = checks.iter().enumerate().filter(|(_, c)| c.confirmed).map(|(j, _)| j as i64).collect();
     Ok(Witnesses { indices: keep, images: candidates.images.f_index_select(0, &Tensor::from_slice(&rows))? })
@@ -283,5 +292,28 @@ mod tests {
         let out = Witnesses { indices: vec![99], images: back.images.narrow(0, 0, 1) };
         let e = check(&model, AttackId::Pgd20, &set, &out, eps).unwrap_err().to_string();
         assert!(e.contains("99") && e.contains("24 evaluated"), "{e}");
+    }
+
+    /// An example the model gets wrong on its clean image counts as broken; when the attack's
+    /// returned point for it does not fool the model, the clean image is its witness.
+    #[test]
+    fn a_misclassified_clean_image_is_its_own_witness() {
+        let _g = rng_lock();
+        tch::manual_seed(6);
+        let model = MeanBins;
+        let mut set = self_labelled(&model, 12);
+        // Example 3 relabelled: the model is now wrong on its clean image.
+        set.labels[3] = (set.labels[3] + 5) % 10;
+        let idx: Vec<usize> = (0..set.len()).collect();
+        let clean = make_batch(&set, &idx, Augment::None, 0, tch::Device::Cpu).unwrap().x;
+        // The "attack" returned the clean images, except for example 3 a point far outside the
+        // ball; only example 3 is counted broken.
+        let adv = clean.copy();
+        let _ = adv.get(3).f_fill_(1.0).unwrap();
+        let flags: Vec<bool> = (0..set.len()).map(|i| i != 3).collect();
+        let w = collect(&model, AttackId::Pgd20, &set, &adv, &flags, 0.05).unwrap();
+        assert_eq!(w.indices, [3]);
+        assert!(w.images.get(0).equal(&clean.get(3)), "the clean image is the witness");
+        assert!(check(&model, AttackId::Pgd20, &set, &w, 0.05).unwrap()[0].confirmed);
     }
 }
