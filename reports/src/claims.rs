@@ -297,6 +297,13 @@ fn models(runs: &[RunRecord], evals: &[EvalRecord], flags: &FlagSource<'_>) -> R
             latest.insert(key, r);
         }
     }
+    // Each run's evaluations, found in one pass.
+    let mut by_run: BTreeMap<String, Vec<&EvalRecord>> = BTreeMap::new();
+    for e in evals {
+        if let Some(h) = e.config_hash {
+            by_run.entry(h.to_hex()).or_default().push(e);
+        }
+    }
     let mut out = Vec::new();
     for (hash, run) in latest {
         let c = &run.config;
@@ -309,7 +316,7 @@ fn models(runs: &[RunRecord], evals: &[EvalRecord], flags: &FlagSource<'_>) -> R
             flags: BTreeMap::new(),
         };
         let mut best: BTreeMap<(Protocol, AttackId), Pick> = BTreeMap::new();
-        for e in evals.iter().filter(|e| e.config_hash.is_some_and(|h| h.to_hex() == hash)) {
+        for e in by_run.get(&hash).into_iter().flatten() {
             if run.checkpoint_hash != Some(e.key.model_hash) {
                 continue;
             }
