@@ -155,6 +155,15 @@ pub fn attack_passes(id: AttackId, rays_budget: usize) -> f64 {
     }
 }
 
+/// Passes of an evaluation's diagnostics (issue 22, [`crate::diagnostics`]) over `attacked`
+/// images: the self-tests, curves and unconstrained reruns work on at most 50 examples (measured
+/// on the quickstart's AT SmallCNN, `infoat eval --limit 50 --force`: 1,434 forward passes per
+/// attacked example, about 72,000 in all), the model probes on every attacked example (two
+/// gradients and 16 forward-only noise draws).
+pub fn diagnostics_passes(attacked: f64) -> f64 {
+    72_000.0 + attacked * (2.0 + 16.0 * FORWARD_ONLY)
+}
+
 /// Training images per epoch of a config.
 pub fn train_images_per_epoch(cfg: &RunConfig) -> f64 {
     let (train, _) = split_sizes(cfg.data.dataset);

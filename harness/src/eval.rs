@@ -54,17 +54,51 @@ pub struct AttackRun {
     /// set's order, when asked for ([`robust_run_with_points`]; the witnesses are taken from it,
     /// [`crate::evidence::collect`]).
     pub adversarial: Option<tch::Tensor>,
+    /// Model backward passes per attacked example: the images sent through the model with an
+    /// input that tracks gradients (every attack here takes one input gradient of each such
+    /// forward pass).
+    pub backward_passes: f64,
+    /// The attack's per-example trace, in the set's order, for attacks that keep one
+    /// ([`crate::attacks::Attack::perturb_traced`]).
+    pub trace: Option<RunTrace>,
+}
+
+/// An attack's [`Trace`](crate::attacks::Trace) over a whole set, on the CPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTrace {
+    /// Some point the attack evaluated was misclassified.
+    pub fooled: Vec<bool>,
+    /// The loss was still rising at the end of the run; `None` for attacks whose path is too
+    /// short to judge.
+    pub incomplete: Option<Vec<bool>>,
 }
 
 /// A classifier that counts the images sent through it.
-struct Counting<'a> {
+pub(crate) struct Counting<'a> {
     inner: &'a dyn Classifier,
     images: std::cell::Cell<u64>,
+    with_grad: std::cell::Cell<u64>,
+}
+
+impl<'a> Counting<'a> {
+    /// Counts the passes through `inner`.
+    pub(crate) fn new(inner: &'a dyn Classifier) -> Counting<'a> {
+        Counting { inner, images: std::cell::Cell::new(0), with_grad: std::cell::Cell::new(0) }
+    }
+
+    /// (forward, backward) images so far.
+    pub(crate) fn passes(&self) -> (u64, u64) {
+        (self.images.get(), self.with_grad.get())
+    }
 }
 
 impl Classifier for Counting<'_> {
     fn logits(&self, x: &tch::Tensor, train: bool) -> Result<tch::Tensor> {
-        self.images.set(self.images.get() + x.size().first().copied().unwrap_or(0) as u64);
+        let n = x.size().first().copied().unwrap_or(0) as u64;
+        self.images.set(self.images.get() + n);
+        if x.requires_grad() {
+            self.with_grad.set(self.with_grad.get() + n);
+        }
         self.inner.logits(x, train)
     }
     fn device(&self) -> tch::Device {
@@ -130,7 +164,10 @@ fn attack_run(
     let mut flags = Vec::with_capacity(set.len());
     let mut distances: Option<Vec<f64>> = None;
     let mut points: Vec<tch::Tensor> = Vec::new();
-    let counting = Counting { inner: model, images: std::cell::Cell::new(0) };
+    let counting = Counting::new(model);
+    let mut fooled: Vec<bool> = Vec::with_capacity(set.len());
+    let mut incomplete: Option<Vec<bool>> = Some(Vec::with_capacity(set.len()));
+    let mut traced = true;
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(set, idx, Augment::None, 0, device)?;
         crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
@@ -141,7 +178,22 @@ fn attack_run(
                     .extend(Vec::<f64>::try_from(dist.f_to_device(tch::Device::Cpu)?)?);
                 (adv, Some(broken))
             }
-            None => attack.perturb(&counting, &batch.x, &batch.y)?,
+            None => {
+                let t = attack.perturb_traced(&counting, &batch.x, &batch.y)?;
+                match t.trace {
+                    Some(trace) if traced => {
+                        fooled.extend(Vec::<bool>::try_from(trace.fooled.f_to_device(tch::Device::Cpu)?)?);
+                        match (trace.incomplete, incomplete.as_mut()) {
+                            (Some(i), Some(all)) => {
+                                all.extend(Vec::<bool>::try_from(i.f_to_device(tch::Device::Cpu)?)?)
+                            }
+                            _ => incomplete = None,
+                        }
+                    }
+                    _ => traced = false,
+                }
+                (t.adv, t.flags)
+            }
         };
         let ok = tch::no_grad(|| -> Result<tch::Tensor> {
             let judge = |x: &tch::Tensor| -> Result<tch::Tensor> {
@@ -159,7 +211,10 @@ fn attack_run(
             points.push(adv.f_detach()?.f_to_device(tch::Device::Cpu)?.f_to_kind(tch::Kind::Float)?);
         }
     }
-    let forward_passes = if set.is_empty() { 0.0 } else { counting.images.get() as f64 / set.len() as f64 };
+    let per_example = |n: u64| if set.is_empty() { 0.0 } else { n as f64 / set.len() as f64 };
+    let (forward, backward) = counting.passes();
+    let (forward_passes, backward_passes) = (per_example(forward), per_example(backward));
+    let trace = (traced && distances.is_none() && fooled.len() == set.len()).then_some(RunTrace { fooled, incomplete });
     let shape = set.shape;
     let adversarial = match (keep_points, points.is_empty()) {
         (false, _) => None,
@@ -169,7 +224,7 @@ fn attack_run(
         )?),
         (true, false) => Some(tch::Tensor::f_cat(&points, 0)?),
     };
-    Ok(AttackRun { flags, forward_passes, distances, adversarial })
+    Ok(AttackRun { flags, forward_passes, distances, adversarial, backward_passes, trace })
 }
 
 /// The accuracy that per-example flags give.

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod data;
+pub mod diagnostics;
 pub mod env;
 pub mod error;
 pub mod eval;

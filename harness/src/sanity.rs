@@ -105,7 +105,7 @@ pub fn probe_model(model: &dyn Classifier, set: &ImageSet, batch_size: usize, se
         let logits = model.logits(&x, false)?;
         let correct = logits.f_argmax(-1, false)?.f_eq_tensor(&batch.y)?;
         let loss = ce_sum(&logits, &batch.y)?;
-        let grad = Tensor::f_run_backward(&[&loss], &[&x], false, false)?.remove(0);
+        let grad = crate::attacks::input_gradient(&loss, &x)?;
         let per_example = grad.f_abs()?.f_flatten(1, -1)?.f_amax(&[1i64][..], false)?;
         let zero = per_example.f_eq(0.0)?.f_logical_and(&correct)?.f_sum(Kind::Int64)?.int64_value(&[]);
         let correct = correct.f_sum(Kind::Int64)?.int64_value(&[]);

@@ -25,6 +25,8 @@ pub enum Stream {
     Extra,
     /// Crops and flips of those extra images.
     ExtraAugment,
+    /// An evaluation's diagnostics: planted points, noise draws (issue 22).
+    Diagnostics,
 }
 
 impl Stream {
@@ -39,6 +41,7 @@ impl Stream {
             Stream::Method => 7,
             Stream::Extra => 8,
             Stream::ExtraAugment => 9,
+            Stream::Diagnostics => 10,
         }
     }
 }

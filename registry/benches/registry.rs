@@ -34,6 +34,8 @@ fn record(i: u64) -> EvalRecord {
                     forward_passes: Some(21.0),
                     adbd: None,
                     witnessed: None,
+                    backward_passes: None,
+                    diagnostics: None,
                 },
             )
         })
@@ -58,6 +60,7 @@ fn record(i: u64) -> EvalRecord {
         worst_case_acc: Some(0.45),
         sanity: vec![],
         witnesses: Default::default(),
+        diagnostics: None,
         seconds: 60.0,
         finished_unix: 1_764_000_000,
         env: Environment {

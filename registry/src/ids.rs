@@ -285,16 +285,26 @@ pub enum SanityCheck {
     RandomizedOutputs,
     /// The cross-entropy input gradient is exactly zero for too many examples.
     ZeroGradients,
+    /// Robust accuracy rises somewhere as the radius grows (issue 22's eps curve).
+    EpsCurveNotMonotone,
+    /// Robust accuracy at the largest radius of the eps curve is not zero.
+    EpsCurveNotZero,
+    /// Robust accuracy still falls between the two largest budgets of the budget curve: the
+    /// number has not converged.
+    BudgetNotConverged,
 }
 
 impl SanityCheck {
     /// Every check.
-    pub const ALL: [SanityCheck; 5] = [
+    pub const ALL: [SanityCheck; 8] = [
         SanityCheck::IterativeWeakerThanFgsm,
         SanityCheck::MoreStepsWeaker,
         SanityCheck::LargeEpsNotBroken,
         SanityCheck::RandomizedOutputs,
         SanityCheck::ZeroGradients,
+        SanityCheck::EpsCurveNotMonotone,
+        SanityCheck::EpsCurveNotZero,
+        SanityCheck::BudgetNotConverged,
     ];
 
     /// The check's name in records and reports.
@@ -305,11 +315,99 @@ impl SanityCheck {
             SanityCheck::LargeEpsNotBroken => "large_eps_not_broken",
             SanityCheck::RandomizedOutputs => "randomized_outputs",
             SanityCheck::ZeroGradients => "zero_gradients",
+            SanityCheck::EpsCurveNotMonotone => "eps_curve_not_monotone",
+            SanityCheck::EpsCurveNotZero => "eps_curve_not_zero",
+            SanityCheck::BudgetNotConverged => "budget_not_converged",
         }
     }
 }
 
 impl fmt::Display for SanityCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The per-example indicators of attack failure (Pintor et al., "Indicators of Attack Failure",
+/// NeurIPS 2022) an evaluation counts for each attack, over the examples the attack left robust.
+/// How each is computed, with its thresholds, is in the harness's `diagnostics` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Indicator {
+    /// An iterate of the attack was misclassified, yet the point it returned is not.
+    SilentSuccess,
+    /// The attack's loss was still rising over the last part of its run.
+    IncompleteOptimization,
+    /// The input gradient of the attack's loss is zero or not finite at the example.
+    UnavailableGradients,
+    /// The loss varies strongly under small random noise around the example.
+    UnstablePredictions,
+    /// The same attack with an unbounded radius (the whole [0, 1] box) still leaves the
+    /// example correct.
+    UnconstrainedFailure,
+}
+
+impl Indicator {
+    /// Every indicator, in the order reports print them.
+    pub const ALL: [Indicator; 5] = [
+        Indicator::SilentSuccess,
+        Indicator::IncompleteOptimization,
+        Indicator::UnavailableGradients,
+        Indicator::UnstablePredictions,
+        Indicator::UnconstrainedFailure,
+    ];
+
+    /// The indicator's name in records, JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Indicator::SilentSuccess => "silent_success",
+            Indicator::IncompleteOptimization => "incomplete_optimization",
+            Indicator::UnavailableGradients => "unavailable_gradients",
+            Indicator::UnstablePredictions => "unstable_predictions",
+            Indicator::UnconstrainedFailure => "unconstrained_failure",
+        }
+    }
+}
+
+impl fmt::Display for Indicator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The planted-vulnerability self-tests (after Zimmermann et al., "Increasing Confidence in
+/// Adversarial Robustness Evaluations", NeurIPS 2022): classifiers derived from the evaluated
+/// model for which an adversarial example provably exists inside the ball of every test
+/// example. The harness's `diagnostics::planted` module builds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlantedTest {
+    /// A readout on the model's logits fooled by a planted corner of the ball (the
+    /// binarization test).
+    Binarization,
+    /// The same readout with its logits scaled so that softmax saturates (cross-entropy
+    /// gradients vanish).
+    LogitScaled,
+    /// The same readout behind an input quantization (zero gradients almost everywhere).
+    InputQuantized,
+}
+
+impl PlantedTest {
+    /// Every test, in the order reports print them.
+    pub const ALL: [PlantedTest; 3] =
+        [PlantedTest::Binarization, PlantedTest::LogitScaled, PlantedTest::InputQuantized];
+
+    /// The test's name in records, JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedTest::Binarization => "binarization",
+            PlantedTest::LogitScaled => "logit_scaled",
+            PlantedTest::InputQuantized => "input_quantized",
+        }
+    }
+}
+
+impl fmt::Display for PlantedTest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }

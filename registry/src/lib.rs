@@ -22,10 +22,11 @@ pub use bundle::ImportReport;
 pub use canonical::{canonical_json, config_hash};
 pub use digest::{checkpoint_digest, ContentHash, Hasher, TensorEntry};
 pub use error::{Error, Result};
-pub use ids::{ArchId, AttackId, DatasetId, MethodKind, Metric, PaperTable, SanityCheck};
+pub use ids::{ArchId, AttackId, DatasetId, Indicator, MethodKind, Metric, PaperTable, PlantedTest, SanityCheck};
 pub use lock::Lock;
 pub use records::{
-    AnalysisRecord, AttackResult, Environment, EpochRecord, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord,
-    RunRecord, RunStatus, SanityFlag, VerificationRecord, WitnessTally,
+    AnalysisRecord, AttackDiagnostics, AttackResult, Curve, CurveAxis, CurvePoint, Environment, EpochRecord,
+    EvalDiagnostics, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord, RunRecord, RunStatus, SanityFlag,
+    SelfTestResult, VerificationRecord, WitnessTally,
 };
 pub use store::{GcReport, Registry, VerifyReport};

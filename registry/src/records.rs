@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{canonical_json, ContentHash, Hasher, Result, SanityCheck};
+use crate::{canonical_json, AttackId, ContentHash, Hasher, Indicator, PlantedTest, Result, SanityCheck};
 
 /// Where and with what a result was computed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +200,152 @@ pub struct AttackResult {
     /// (issue 21); absent in records from before witnesses were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witnessed: Option<usize>,
+    /// Model backward passes per attacked example (input gradients taken; absent in older
+    /// records and for attacks that take none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backward_passes: Option<f64>,
+    /// Why the attack may have failed where it did, and how it fares where success is known to
+    /// be possible (issue 22); absent in records from before diagnostics and in suites that do
+    /// not run them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<AttackDiagnostics>,
+}
+
+/// One attack's diagnostics in an evaluation (issue 22).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttackDiagnostics {
+    /// Per indicator of attack failure, how many of the examples the attack left robust trip
+    /// it; an indicator that does not apply to the attack (no loss path for a one-step or
+    /// gradient-free attack, no gradient for a black-box one) is absent.
+    pub indicators: BTreeMap<Indicator, usize>,
+    /// How many of the robust examples the unconstrained rerun attacked (the first ones; the
+    /// count of `unconstrained_failure` is out of these).
+    #[serde(default)]
+    pub unconstrained_probed: usize,
+    /// Per planted-vulnerability self-test, what the attack found.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub self_tests: BTreeMap<PlantedTest, SelfTestResult>,
+    /// Model forward and backward passes the diagnostics of this attack cost, per attacked
+    /// example (the self-tests and the unconstrained rerun).
+    #[serde(default)]
+    pub forward_passes: f64,
+    /// Backward passes, per attacked example.
+    #[serde(default)]
+    pub backward_passes: f64,
+}
+
+impl AttackDiagnostics {
+    /// The indicators with a non-zero count, in report order.
+    pub fn tripped(&self) -> Vec<(Indicator, usize)> {
+        Indicator::ALL.iter().filter_map(|i| self.indicators.get(i).filter(|&&n| n > 0).map(|&n| (*i, n))).collect()
+    }
+
+    /// The self-tests the attack was expected to pass and did not.
+    pub fn failed_self_tests(&self) -> Vec<(PlantedTest, SelfTestResult)> {
+        self.self_tests.iter().filter(|(_, r)| r.expected && !r.passed()).map(|(t, r)| (*t, *r)).collect()
+    }
+}
+
+/// What one attack found on one planted-vulnerability self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfTestResult {
+    /// Examples with a planted adversarial example inside their ball.
+    pub planted: usize,
+    /// Of them, how many the attack broke.
+    pub found: usize,
+    /// Whether the attack is expected to find them (a gradient attack on the cross-entropy is
+    /// not, behind saturated logits or a quantizer); a miss of an expected test flags the
+    /// attack's cells.
+    pub expected: bool,
+}
+
+impl SelfTestResult {
+    /// The pass mark: the fraction of planted examples an attack must find.
+    pub const PASS_FRACTION: f64 = 0.95;
+
+    /// The fraction found (1 when nothing was planted).
+    pub fn fraction(&self) -> f64 {
+        if self.planted == 0 {
+            1.0
+        } else {
+            self.found as f64 / self.planted as f64
+        }
+    }
+
+    /// Found at least [`SelfTestResult::PASS_FRACTION`] of the planted examples.
+    pub fn passed(&self) -> bool {
+        self.fraction() >= Self::PASS_FRACTION
+    }
+}
+
+/// What a robustness curve varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurveAxis {
+    /// The L∞ radius.
+    Eps,
+    /// The attack's iterations.
+    Iterations,
+}
+
+/// One point of a robustness curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The radius or the iteration budget.
+    pub x: f64,
+    /// Examples still correct.
+    pub correct: usize,
+    /// Examples attacked.
+    pub total: usize,
+}
+
+impl CurvePoint {
+    /// Robust accuracy at this point.
+    pub fn accuracy(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.total as f64
+        }
+    }
+}
+
+/// Robust accuracy of one attack as its radius or its budget grows (issue 22; Carlini et al.,
+/// arXiv:1902.06705 §5.3: accuracy against eps must fall monotonically and reach zero).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// The attack.
+    pub attack: AttackId,
+    /// What varies.
+    pub axis: CurveAxis,
+    /// The points, in increasing `x`.
+    pub points: Vec<CurvePoint>,
+    /// Restarts at each point of an iterations curve (1 for an eps curve).
+    #[serde(default = "one")]
+    pub restarts: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The evaluation-wide part of the diagnostics (issue 22).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalDiagnostics {
+    /// The version of the diagnostics code that computed them.
+    pub version: u32,
+    /// Examples the self-tests planted a vulnerability into (the first of the attacked ones).
+    pub self_test_examples: usize,
+    /// Examples the curves were measured on (the first of the attacked ones).
+    pub curve_examples: usize,
+    /// Accuracy against eps and against the attack budget.
+    pub curves: Vec<Curve>,
+    /// Wall-clock seconds the diagnostics took.
+    pub seconds: f64,
+    /// Model forward passes they cost, per attacked example of the evaluation.
+    pub forward_passes: f64,
+    /// Model backward passes they cost, per attacked example.
+    pub backward_passes: f64,
 }
 
 /// Per-example results of an evaluation, packed with [`pack_flags`]; stored apart from the
@@ -255,6 +401,10 @@ pub struct EvalRecord {
     /// re-checks with the model's forward pass alone; empty in records from before witnesses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub witnesses: BTreeMap<String, ContentHash>,
+    /// The evaluation-wide diagnostics: curves, what they cost (issue 22); absent in records from
+    /// before diagnostics and in suites that do not run them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<EvalDiagnostics>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Unix time it finished.

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use infoat_registry::{Metric, PaperTable, PublishedRecord};
+use infoat_registry::{Indicator, Metric, PaperTable, PlantedTest, PublishedRecord, SelfTestResult};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +137,19 @@ pub struct Cell {
     /// alone; `None` unless every evaluation behind the cell was checked.
     #[serde(default)]
     pub confirmed: Option<usize>,
+    /// Model backward passes per attacked example (mean over the evaluations behind the cell),
+    /// when recorded.
+    #[serde(default)]
+    pub backward_passes: Option<f64>,
+    /// Per indicator of attack failure (issue 22), the examples the attack left robust that trip
+    /// it, summed over the evaluations behind the cell; serialized as fields named after the
+    /// indicators (`silent_success`, …). Only indicators that apply to the attack, and only
+    /// when every evaluation behind the cell ran its diagnostics.
+    #[serde(flatten)]
+    pub indicators: BTreeMap<Indicator, usize>,
+    /// Per planted-vulnerability self-test, what the attack found (summed likewise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub self_tests: BTreeMap<PlantedTest, SelfTestResult>,
 }
 
 impl Cell {
@@ -160,6 +173,25 @@ fn evidence(obs: &[&Observation], value: f64) -> (Option<usize>, Option<[f64; 2]
     let broken = obs.iter().map(|o| o.broken).sum::<Option<usize>>();
     let confirmed = obs.iter().map(|o| o.confirmed).sum::<Option<usize>>();
     (examples, interval, broken, confirmed.filter(|_| broken.is_some()))
+}
+
+/// The diagnostics behind one cell, summed over its observations when all of them have some.
+fn diagnostics(obs: &[&Observation]) -> (BTreeMap<Indicator, usize>, BTreeMap<PlantedTest, SelfTestResult>) {
+    let (mut indicators, mut tests) = (BTreeMap::new(), BTreeMap::new());
+    if obs.is_empty() || obs.iter().any(|o| o.diagnostics.is_none()) {
+        return (indicators, tests);
+    }
+    for d in obs.iter().filter_map(|o| o.diagnostics.as_ref()) {
+        for (i, n) in &d.indicators {
+            *indicators.entry(*i).or_insert(0) += n;
+        }
+        for (t, r) in &d.self_tests {
+            let e = tests.entry(*t).or_insert(SelfTestResult { planted: 0, found: 0, expected: r.expected });
+            e.planted += r.planted;
+            e.found += r.found;
+        }
+    }
+    (indicators, tests)
 }
 
 /// Two-sided 97.5 % quantile of Student's t with `df` degrees of freedom.
@@ -357,6 +389,10 @@ pub fn cells(
         );
         let (examples, clopper_pearson, broken, confirmed) =
             evidence(members.get(&key).map_or(&[][..], Vec::as_slice), mean[i].unwrap_or(f64::NAN));
+        let behind = members.get(&key).map_or(&[][..], Vec::as_slice);
+        let (indicators, self_tests) = diagnostics(behind);
+        let backward: Vec<f64> = behind.iter().filter_map(|o| o.backward).collect();
+        let backward_passes = (!backward.is_empty()).then(|| backward.iter().sum::<f64>() / backward.len() as f64);
         let n_i = n[i] as usize;
         let value = mean[i].unwrap_or(f64::NAN);
         let std_i = if n_i >= 2 { std[i].unwrap_or(0.0) } else { 0.0 };
@@ -390,6 +426,9 @@ pub fn cells(
             clopper_pearson,
             broken,
             confirmed,
+            backward_passes,
+            indicators,
+            self_tests,
         });
     }
 
@@ -435,6 +474,9 @@ pub fn cells(
                 clopper_pearson: None,
                 broken: None,
                 confirmed: None,
+                backward_passes: None,
+                indicators: BTreeMap::new(),
+                self_tests: BTreeMap::new(),
             });
         }
     }

@@ -47,6 +47,9 @@ pub struct GridCell {
     pub witnesses: Option<String>,
     /// Checked, and some broken example lacks a confirmed witness: the cell is marked.
     pub unconfirmed: bool,
+    /// The indicators of attack failure the attack tripped, `name count` (issue 22), e.g.
+    /// `silent_success 3`; empty when none tripped or none were measured.
+    pub marks: Vec<String>,
 }
 
 /// A row: one method (recipe) and its cells in column order.
@@ -215,6 +218,7 @@ fn grid(
                             .zip(c.broken)
                             .map(|(k, b)| format!("{} {k}/{b}", if c.unconfirmed() { "✗" } else { "✓" })),
                         unconfirmed: c.unconfirmed(),
+                        marks: c.indicators.iter().filter(|(_, &n)| n > 0).map(|(i, n)| format!("{i} {n}")).collect(),
                     }
                 }
                 None => GridCell {
@@ -230,6 +234,7 @@ fn grid(
                     interval: None,
                     witnesses: None,
                     unconfirmed: false,
+                    marks: Vec::new(),
                 },
             };
             row.cells.push(cell);
@@ -240,8 +245,13 @@ fn grid(
     let costs = metrics
         .iter()
         .filter_map(|m| {
-            let v: Vec<f64> = cells.iter().filter(|c| &c.metric == m).filter_map(|c| c.forward_passes).collect();
-            (!v.is_empty()).then(|| format!("{} {:.0}", m.header(), v.iter().sum::<f64>() / v.len() as f64))
+            let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            let forward = mean(cells.iter().filter(|c| &c.metric == m).filter_map(|c| c.forward_passes).collect())?;
+            let backward = mean(cells.iter().filter(|c| &c.metric == m).filter_map(|c| c.backward_passes).collect());
+            Some(match backward {
+                Some(b) => format!("{} {forward:.0} fwd / {b:.0} bwd", m.header()),
+                None => format!("{} {forward:.0}", m.header()),
+            })
         })
         .collect();
     let reproduced = cells.iter().any(|c| c.verdict != Verdict::NotRun);
@@ -259,6 +269,13 @@ fn grid(
     }
     if cells.iter().any(|c| c.verdict == Verdict::NotRun) {
         notes.push("Rows or cells marked – are published but not in the registry (verdict `not run`).".into());
+    }
+    if cells.iter().any(|c| !c.indicators.is_empty()) {
+        notes.push(
+            "⚑ name n: n of the examples the attack left robust trip that indicator of attack failure (Pintor et al. \
+             2022); see the attack diagnostics."
+                .into(),
+        );
     }
     if cells.iter().any(|c| c.verdict == Verdict::Flagged) {
         notes.push(

@@ -13,6 +13,7 @@ pub mod analyses;
 pub mod bench;
 pub mod claims;
 pub mod compare;
+pub mod diagnostics;
 mod error;
 pub mod grid;
 pub mod observations;

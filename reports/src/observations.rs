@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use infoat_registry::{
-    canonical_json, ArchId, AttackId, ContentHash, DatasetId, EvalRecord, Hasher, MethodKind, Metric, PaperTable,
-    RunRecord, VerificationRecord,
+    canonical_json, ArchId, AttackDiagnostics, AttackId, ContentHash, DatasetId, EvalRecord, Hasher, MethodKind,
+    Metric, PaperTable, RunRecord, VerificationRecord,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -63,6 +63,10 @@ pub struct Observation {
     pub flags: Vec<String>,
     /// Where it was trained (device, GPU or CPU model, libtorch, harness version and commit).
     pub environment: String,
+    /// Model backward passes per attacked example, when recorded.
+    pub backward: Option<f64>,
+    /// The attack's diagnostics (issue 22), when the evaluation ran them.
+    pub diagnostics: Option<AttackDiagnostics>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -182,6 +186,8 @@ pub fn collect(
             flagged: !flags.is_empty(),
             flags,
             environment: environment(run),
+            backward: None,
+            diagnostics: None,
         };
         for (attack, r) in &e.attacks {
             // Black-box attacks go to their own tables (III: SPSA, IV: RayS's ADBD and robust
@@ -189,10 +195,27 @@ pub fn collect(
             let id: AttackId =
                 attack.parse().map_err(|e| crate::Error::Invalid(format!("evaluation {}: {e}", base.eval_key)))?;
             let table = id.black_box_table().unwrap_or(base.table);
+            // A self-test the attack was expected to pass and did not flags its cells (only its).
+            let mut flags = base.flags.clone();
+            if let Some(d) = &r.diagnostics {
+                for (test, t) in d.failed_self_tests() {
+                    flags.push(format!(
+                        "self_test: {attack} found {}/{} of the {test} test's planted adversarial examples (expected ≥ \
+                         {:.0} %)",
+                        t.found,
+                        t.planted,
+                        100.0 * infoat_registry::SelfTestResult::PASS_FRACTION
+                    ));
+                }
+            }
             let evidence = Observation {
                 examples: r.total,
                 broken: Some(r.total.saturating_sub(r.correct)),
                 confirmed: check.and_then(|v| v.attacks.get(attack)).map(|t| t.confirmed),
+                backward: r.backward_passes,
+                diagnostics: r.diagnostics.clone(),
+                flagged: !flags.is_empty(),
+                flags,
                 ..base.clone()
             };
             if id == AttackId::Rays {

@@ -105,6 +105,8 @@ pub struct Report {
     pub analyses: Vec<crate::analyses::Figure>,
     /// The paper's claims checked against the selected runs ([`add_claims`]).
     pub claims: Option<ClaimsSection>,
+    /// The attacks' diagnostics of the evaluations behind the cells (issue 22).
+    pub diagnostics: Vec<crate::diagnostics::EvalDiagnosticsView>,
 }
 
 /// The claims section of a report (issue 21).
@@ -159,6 +161,7 @@ pub fn build_verified(
         Vec::new()
     };
     let cells = cells(&obs, published, &tol, &not_run_tables)?;
+    let diagnostics = crate::diagnostics::collect(&obs, evals)?;
     let runs_by_hash: BTreeMap<String, &RunRecord> =
         runs.iter().filter(|r| r.is_complete()).map(|r| (r.config_hash.to_hex(), r)).collect();
     let mut views = Vec::new();
@@ -201,6 +204,14 @@ pub fn build_verified(
              misclassified); ✗ marks the {marked} cells where some broken example has none."
         ));
     }
+    if !diagnostics.is_empty() {
+        let marked: usize = diagnostics.iter().map(|d| d.attacks.iter().filter(|a| a.marked).count()).sum();
+        summary.push_str(&format!(
+            " The attacks of {} evaluations examined themselves (indicators of attack failure, planted-vulnerability \
+             self-tests, robustness curves; see the attack diagnostics): {marked} attack results are marked.",
+            diagnostics.len()
+        ));
+    }
     Ok(Report {
         title: title.to_string(),
         summary,
@@ -209,6 +220,7 @@ pub fn build_verified(
         version: env!("CARGO_PKG_VERSION").into(),
         analyses: Vec::new(),
         claims: None,
+        diagnostics,
     })
 }
 
@@ -411,6 +423,48 @@ pub fn add_claims(
     Ok(())
 }
 
+/// The attack diagnostics as JSON (`<stem>.diagnostics.json`; the `json` format's cells carry
+/// the indicator counts and self-tests of each attack cell); `None` when no evaluation behind
+/// the report ran them.
+pub fn render_diagnostics_json(report: &Report) -> Result<Option<String>> {
+    if report.diagnostics.is_empty() {
+        return Ok(None);
+    }
+    // The charts are SVG for the HTML report; the JSON keeps the numbers.
+    let evaluations = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d)?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("charts");
+            }
+            // Per attack, the indicators as fields named after them (those that apply) and the
+            // self-tests by name (those that ran), as the cells' JSON has them.
+            for a in v.get_mut("attacks").and_then(|a| a.as_array_mut()).into_iter().flatten() {
+                let Some(a) = a.as_object_mut() else { continue };
+                let by_name =
+                    |list: Option<serde_json::Value>, field: &str| -> serde_json::Map<String, serde_json::Value> {
+                        list.and_then(|l| l.as_array().cloned())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|x| {
+                                let value = x.get(field).filter(|v| !v.is_null())?.clone();
+                                Some((x.get("name")?.as_str()?.to_string(), value))
+                            })
+                            .collect()
+                    };
+                let indicators = by_name(a.remove("indicators"), "count");
+                let tests = by_name(a.remove("self_tests"), "result");
+                a.insert("indicators".into(), indicators.into());
+                a.insert("self_tests".into(), tests.into());
+            }
+            Ok(v)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(serde_json::to_string_pretty(&serde_json::json!({ "evaluations": evaluations }))? + "\n"))
+}
+
 /// The claims section as JSON (the `json` format's cells list stays as it was).
 pub fn render_claims_json(report: &Report) -> Result<Option<String>> {
     report.claims.as_ref().map(|c| Ok(serde_json::to_string_pretty(c)? + "\n")).transpose()
@@ -435,6 +489,9 @@ pub fn render(report: &Report, format: Format) -> Result<String> {
             }
             for g in &report.grids {
                 parts.push(render_template(name, "grid", &g.grid)?);
+            }
+            if format == Format::Md && !report.diagnostics.is_empty() {
+                parts.push(render_template("diagnostics.md", "d", &report.diagnostics)?);
             }
             if let (Format::Md, Some(claims)) = (format, &report.claims) {
                 parts.push(render_template("claims.md", "s", claims)?);
@@ -468,6 +525,9 @@ fn csv(cells: &[Cell]) -> Result<String> {
         "config_hashes",
         "checkpoint_hashes",
         "flags",
+        "backward_passes",
+        "indicators",
+        "self_tests",
     ])?;
     let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
     for c in cells {
@@ -493,6 +553,9 @@ fn csv(cells: &[Cell]) -> Result<String> {
             c.config_hashes.join(";"),
             c.checkpoint_hashes.join(";"),
             c.flags.join(";"),
+            num(c.backward_passes),
+            c.indicators.iter().map(|(i, n)| format!("{i} {n}")).collect::<Vec<_>>().join(";"),
+            c.self_tests.iter().map(|(t, r)| format!("{t} {}/{}", r.found, r.planted)).collect::<Vec<_>>().join(";"),
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| Error::Invalid(format!("csv: {e}")))?;

@@ -78,6 +78,7 @@ fn engine() -> Result<&'static Tera> {
                 ("regress.md", include_str!("../templates/regress.md.tera")),
                 ("bench.md", include_str!("../templates/bench.md.tera")),
                 ("claims.md", include_str!("../templates/claims.md.tera")),
+                ("diagnostics.md", include_str!("../templates/diagnostics.md.tera")),
             ])
             .map_err(|e| format!("{e:?}"))?;
             t.register_filter("tex", tex_escape);

@@ -12,7 +12,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::{project, Attack};
+use super::trace::{still_rising, window};
+use super::{project, Attack, Trace, Traced};
 use crate::losses;
 use crate::models::Classifier;
 use crate::{Error, Result};
@@ -103,7 +104,7 @@ impl Apgd {
             let logits = model.logits(&xa, false)?;
             let loss = self.loss_values(&logits, y, target)?;
             let total = loss.f_sum(loss.f_kind()?)?;
-            let grad = Tensor::f_run_backward(&[&total], &[&xa], false, false)?.remove(0);
+            let grad = super::input_gradient(&total, &xa)?;
             // A NaN gradient entry would make the iterate NaN; it carries no direction anyway.
             let grad = grad.f_nan_to_num(0.0, None, None)?;
             let wrong = logits.f_detach()?.f_argmax(-1, false)?.f_ne_tensor(y)?;
@@ -159,6 +160,7 @@ impl Apgd {
             xmax: x0,
             gmax: g0,
             step: Tensor::f_full([n], 2.0 * self.eps, (x.f_kind()?, x.device()))?,
+            window: window(n_iter + 1),
             ctl: StepControl::new(&f0)?,
         };
         if !acc.retire(&mut s, &wrong0)? {
@@ -178,6 +180,15 @@ impl Apgd {
 
             let (f, g, wrong) = self.evaluate(model, &xnew, &s.y, s.target.as_ref(), k < n_iter)?;
             let better = s.ctl.record(&f)?;
+            // The convergence windows over the path's points 0..=n_iter (point k is iterate k).
+            let points = n_iter + 1;
+            if let Some(w) = window(points) {
+                if k + 2 * w >= points && k + w < points {
+                    s.ctl.early = s.ctl.early.f_add(&f)?;
+                } else if k + w >= points {
+                    s.ctl.late = s.ctl.late.f_add(&f)?;
+                }
+            }
             let better_x = per_example(&better, x.dim())?;
             s.xmax = xnew.f_where_self(&better_x, &s.xmax)?;
             if let Some(g) = g {
@@ -255,6 +266,11 @@ struct StepControl {
     /// reference's `reduced_last_check` starts at ones, so condition (2) never applies at the
     /// first checkpoint.
     halved_last: Tensor,
+    /// The lowest loss of the path and the loss summed over the path's last two windows: the
+    /// run's convergence, read by the incomplete-optimization indicator ([`super::trace`]).
+    fmin: Tensor,
+    early: Tensor,
+    late: Tensor,
 }
 
 impl StepControl {
@@ -266,6 +282,9 @@ impl StepControl {
             fmax: f0.shallow_clone(),
             fmax_last: f0.shallow_clone(),
             halved_last: f0.f_ones_like()?.f_to_kind(Kind::Bool)?,
+            fmin: f0.shallow_clone(),
+            early: f0.f_zeros_like()?,
+            late: f0.f_zeros_like()?,
         })
     }
 
@@ -275,6 +294,7 @@ impl StepControl {
         self.increases = self.increases.f_add(&up.f_to_kind(self.increases.f_kind()?)?)?;
         let better = f.f_gt_tensor(&self.fmax)?;
         self.fmax = f.f_where_self(&better, &self.fmax)?;
+        self.fmin = self.fmin.f_minimum(f)?;
         self.fk = f.shallow_clone();
         Ok(better)
     }
@@ -290,7 +310,16 @@ impl StepControl {
 
     /// Keeps the examples at positions `keep`.
     fn keep(&mut self, keep: &Tensor) -> Result<()> {
-        for t in [&mut self.fk, &mut self.increases, &mut self.fmax, &mut self.fmax_last, &mut self.halved_last] {
+        for t in [
+            &mut self.fk,
+            &mut self.increases,
+            &mut self.fmax,
+            &mut self.fmax_last,
+            &mut self.halved_last,
+            &mut self.fmin,
+            &mut self.early,
+            &mut self.late,
+        ] {
             *t = t.f_index_select(0, keep)?;
         }
         Ok(())
@@ -321,6 +350,8 @@ struct RunState {
     gmax: Tensor,
     /// Step sizes η.
     step: Tensor,
+    /// The convergence test's window ([`window`]) over this run's points.
+    window: Option<usize>,
     /// The losses the step-size rule reads.
     ctl: StepControl,
 }
@@ -357,6 +388,8 @@ struct Accumulator {
     broken: Tensor,
     /// The best loss so far of the unbroken examples (float32, -∞ before any run).
     best: Tensor,
+    /// Examples whose loss was still rising at the end of a run ([`super::trace`]).
+    incomplete: Tensor,
 }
 
 impl Accumulator {
@@ -378,6 +411,11 @@ impl Accumulator {
     /// At the end of a run: keeps, per surviving example, its best point if its loss beats the
     /// best of the earlier runs.
     fn keep_best(&mut self, s: &RunState) -> Result<()> {
+        if let Some(w) = s.window {
+            let rising = still_rising(&s.ctl.early, &s.ctl.late, &s.ctl.fmin, &s.ctl.fmax, w)?;
+            let was = self.incomplete.f_index_select(0, &s.idx)?;
+            let _ = self.incomplete.f_index_copy_(0, &s.idx, &was.f_logical_or(&rising)?)?;
+        }
         let fmax = s.ctl.fmax.f_to_kind(Kind::Float)?;
         let old = self.best.f_index_select(0, &s.idx)?;
         let better = fmax.f_gt_tensor(&old)?;
@@ -398,6 +436,13 @@ impl Attack for Apgd {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let t = self.perturb_traced(model, x, y)?;
+        Ok((t.adv, t.flags))
+    }
+
+    /// APGD returns an example's breaking iterate as soon as one is found, so its trace's
+    /// `fooled` is its broken flags; `incomplete` ORs the convergence test over its runs.
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         if let ApgdLoss::DlrTargeted { .. } = self.loss {
             let k = model.num_classes();
             if k < 4 {
@@ -417,6 +462,7 @@ impl Attack for Apgd {
             out: x.copy(),
             broken,
             best: Tensor::f_full([b], f64::NEG_INFINITY, (Kind::Float, x.device()))?,
+            incomplete: Tensor::f_zeros([b], (Kind::Bool, x.device()))?,
         };
         let targets: Vec<Option<Tensor>> = match self.loss {
             ApgdLoss::Ce => (0..self.restarts).map(|_| None).collect(),
@@ -440,7 +486,11 @@ impl Attack for Apgd {
             }
             self.run(model, &x, &y, target.as_ref(), &active, &mut acc)?;
         }
-        Ok((acc.out, Some(acc.broken)))
+        let trace = Trace {
+            fooled: acc.broken.shallow_clone(),
+            incomplete: window(self.iterations + 1).map(|_| acc.incomplete),
+        };
+        Ok(Traced { adv: acc.out, flags: Some(acc.broken), trace: Some(trace) })
     }
 }
 

@@ -5,7 +5,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::Attack;
+use super::{Attack, Trace, Traced};
 use crate::models::Classifier;
 use crate::Result;
 
@@ -23,7 +23,16 @@ impl Attack for Cascade {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let t = self.perturb_traced(model, x, y)?;
+        Ok((t.adv, t.flags))
+    }
+
+    /// The cascade's trace ORs its components' traces, each on the points it attacked: an
+    /// example the cascade leaves robust failed every component, and a silent success or an
+    /// unfinished run in any of them is a reason it may have failed.
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let _frozen = model.freeze();
+        let mut trace: Option<Trace> = None;
         let wrong = |adv: &Tensor, y: &Tensor| -> Result<Tensor> {
             tch::no_grad(|| -> Result<Tensor> { Ok(model.logits(adv, false)?.f_argmax(-1, false)?.f_ne_tensor(y)?) })
         };
@@ -36,7 +45,14 @@ impl Attack for Cascade {
                 break;
             }
             let (xs, ys) = (x.f_index_select(0, &idx)?, y.f_index_select(0, &idx)?);
-            let (a, flags) = component.perturb(model, &xs, &ys)?;
+            let Traced { adv: a, flags, trace: sub } = component.perturb_traced(model, &xs, &ys)?;
+            if let Some(sub) = sub {
+                let all = match trace.as_mut() {
+                    Some(t) => t,
+                    None => trace.insert(Trace::empty(y.size()[0], y.device(), false)?),
+                };
+                all.merge_at(&idx, &sub)?;
+            }
             let mut now = wrong(&a, &ys)?;
             if let Some(f) = flags {
                 now = now.f_logical_or(&f)?;
@@ -48,6 +64,6 @@ impl Attack for Cascade {
                 broken = broken.f_index_fill(0, &hit, 1)?;
             }
         }
-        Ok((adv, Some(broken.f_to_kind(Kind::Bool)?)))
+        Ok(Traced { adv, flags: Some(broken.f_to_kind(Kind::Bool)?), trace })
     }
 }

@@ -113,7 +113,7 @@ impl FabT {
                 let diff =
                     logits.f_gather(1, &t_col, false)?.f_sub(&logits.f_gather(1, &y_col, false)?)?.f_squeeze_dim(1)?;
                 let sum = diff.f_sum(diff.kind())?;
-                let grad = Tensor::f_run_backward(&[&sum], &[&xa], false, false)?.remove(0);
+                let grad = super::input_gradient(&sum, &xa)?;
                 Ok((diff.f_detach()?.f_to_kind(kind)?, grad))
             })?;
             let (x_next, is_adv) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {

@@ -13,6 +13,7 @@ mod pgd;
 mod rays;
 mod spsa;
 mod square;
+pub mod trace;
 
 pub use apgd::{Apgd, ApgdLoss};
 pub use autoattack::Cascade;
@@ -22,6 +23,7 @@ pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, 
 pub use rays::{rays, Rays, RaysOutcome};
 pub use spsa::{estimate_gradient, margin, spsa, Spsa};
 pub use square::{Square, SquareOutcome};
+pub use trace::{PathTracer, Trace};
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -57,6 +59,13 @@ pub trait Attack {
     /// count any iterate) — attacks that judge only their final point return `None`.
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)>;
 
+    /// [`Attack::perturb`] with the run's per-example [`Trace`] (issue 22), for attacks that
+    /// keep one; the default keeps none. The points and flags are the same as `perturb`'s.
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
+        let (adv, flags) = self.perturb(model, x, y)?;
+        Ok(Traced { adv, flags, trace: None })
+    }
+
     /// For attacks that measure the distance to the decision boundary (RayS): the adversarial
     /// batch, the success flags and the per-example L∞ distance `[N]` (Float64). `None` (the
     /// default) for attacks that only try to cross it within eps.
@@ -69,6 +78,34 @@ pub trait Attack {
     /// §3). The evaluation judges the clean and the adversarial point with it.
     fn verdict_logits(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
         model.logits(x, false)
+    }
+}
+
+/// What [`Attack::perturb_traced`] returns.
+#[derive(Debug)]
+pub struct Traced {
+    /// The adversarial points.
+    pub adv: Tensor,
+    /// Success at some iterate, for attacks that count any iterate (see [`Attack::perturb`]).
+    pub flags: Option<Tensor>,
+    /// The run's trace, for attacks that keep one.
+    pub trace: Option<Trace>,
+}
+
+/// The gradient of the scalar `loss` with respect to `x` (a leaf that tracks gradients), or
+/// zeros where the graph from `x` to `loss` is interrupted — a model that detaches its input, or
+/// whose output does not depend on it. libtorch's engine crashes the process on such a root
+/// rather than failing, and an attack then has no gradient to follow (Pintor et al.'s
+/// "unavailable gradients", which the diagnostics count).
+pub(crate) fn input_gradient(loss: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if !loss.requires_grad() {
+        return Ok(x.f_detach()?.f_zeros_like()?);
+    }
+    let grad = Tensor::f_run_backward(&[loss], &[x], false, false)?.remove(0);
+    if grad.defined() {
+        Ok(grad)
+    } else {
+        Ok(x.f_detach()?.f_zeros_like()?)
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::{Attack, BnMode};
+use super::{Attack, BnMode, PathTracer, Trace, Traced};
 use crate::losses;
 use crate::models::Classifier;
 use crate::Result;
@@ -104,7 +104,7 @@ pub(crate) fn ascend(
             obs(&xa.f_detach()?, &logits.f_detach()?)?;
         }
         let loss = objective(&logits)?;
-        let grad = Tensor::f_run_backward(&[&loss], &[&xa], false, false)?.remove(0);
+        let grad = super::input_gradient(&loss, &xa)?;
         let stepped = xa.f_detach()?.f_add(&grad.f_sign()?.f_mul_scalar(spec.step_size)?)?;
         x_adv = project(&stepped, &x, spec.eps)?;
     }
@@ -124,6 +124,42 @@ pub(crate) fn ascend(
 /// their scale).
 pub(crate) fn ce_sum(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(losses::ce(logits, y)?.f_sum(Kind::Float)?)
+}
+
+/// The ascent of `spec` from `x` on the per-example objective `loss` (summed over the batch, as
+/// [`ce_sum`] sums the cross-entropy), in eval mode, through `transform` when given; with the
+/// run's [`Trace`] when `traced`. Tracing reads the logits and losses the ascent computes anyway,
+/// so the points are the same either way.
+fn traced_ascent(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    spec: &PgdSpec,
+    transform: Option<InputTransform<'_>>,
+    loss: &dyn Fn(&Tensor) -> Result<Tensor>,
+    traced: bool,
+) -> Result<(Tensor, Option<Trace>)> {
+    let mut tracer = traced.then(|| PathTracer::new(spec.steps));
+    let adv = ascend(
+        model,
+        x,
+        spec,
+        BnMode::Eval,
+        transform,
+        &mut |logits| {
+            let per_example = loss(logits)?;
+            if let Some(t) = tracer.as_mut() {
+                t.record(logits, &per_example, y)?;
+            }
+            Ok(per_example.f_sum(Kind::Float)?)
+        },
+        None,
+    )?;
+    let trace = match tracer {
+        Some(t) => Some(t.finish(x.size().first().copied().unwrap_or(0), x.device())?),
+        None => None,
+    };
+    Ok((adv, trace))
 }
 
 /// FGSM (Goodfellow et al. 2015): one step of size eps on the cross-entropy, no random start.
@@ -155,6 +191,11 @@ impl Attack for Pgd {
         let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| ce_sum(logits, y))?;
         Ok((adv, None))
     }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
+        let (adv, trace) = traced_ascent(model, x, y, &self.spec, None, &|logits| losses::ce(logits, y), true)?;
+        Ok(Traced { adv, flags: None, trace })
+    }
 }
 
 /// FGSM as an evaluation attack.
@@ -171,6 +212,12 @@ impl Attack for Fgsm {
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         Ok((fgsm(model, x, y, self.eps)?, None))
+    }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
+        let spec = PgdSpec { eps: self.eps, steps: 1, step_size: self.eps, start: Start::None };
+        let (adv, trace) = traced_ascent(model, x, y, &spec, None, &|logits| losses::ce(logits, y), true)?;
+        Ok(Traced { adv, flags: None, trace })
     }
 }
 
@@ -190,11 +237,14 @@ impl Attack for Cw {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.perturb_traced(model, x, y)?.adv, None))
+    }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let kappa = self.kappa;
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| {
-            Ok(losses::cw_margin(logits, y, kappa)?.f_sum(Kind::Float)?)
-        })?;
-        Ok((adv, None))
+        let (adv, trace) =
+            traced_ascent(model, x, y, &self.spec, None, &|logits| losses::cw_margin(logits, y, kappa), true)?;
+        Ok(Traced { adv, flags: None, trace })
     }
 }
 
@@ -217,6 +267,12 @@ impl Attack for PgdPlus {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let t = self.perturb_traced(model, x, y)?;
+        Ok((t.adv, t.flags))
+    }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
+        let mut trace: Option<Trace> = None;
         let mut broken = y.f_zeros_like()?.f_to_kind(Kind::Bool)?;
         let mut found = x.f_detach()?;
         let mut last = x.shallow_clone();
@@ -233,11 +289,28 @@ impl Attack for PgdPlus {
                 broken = broken.f_logical_or(&wrong)?;
                 Ok(())
             };
-            last =
-                ascend(model, x, &self.spec, BnMode::Eval, None, &mut |logits| ce_sum(logits, y), Some(&mut observe))?;
+            let mut tracer = PathTracer::new(self.spec.steps);
+            last = ascend(
+                model,
+                x,
+                &self.spec,
+                BnMode::Eval,
+                None,
+                &mut |logits| {
+                    let per_example = losses::ce(logits, y)?;
+                    tracer.record(logits, &per_example, y)?;
+                    Ok(per_example.f_sum(Kind::Float)?)
+                },
+                Some(&mut observe),
+            )?;
+            let run = tracer.finish(y.size()[0], y.device())?;
+            trace = Some(match trace {
+                Some(t) => t.or(run)?,
+                None => run,
+            });
         }
         let out = found.f_where_self(&per_example(&broken)?, &last)?;
-        Ok((out, Some(broken)))
+        Ok(Traced { adv: out, flags: Some(broken), trace })
     }
 }
 
@@ -273,9 +346,18 @@ impl Attack for Bpda {
             // t + (T(t) − t) with the difference detached: forward T(t), gradient identity.
             Ok(t.f_add(&bit_depth(t, bits)?.f_sub(t)?.f_detach()?)?)
         };
-        let adv =
-            ascend(model, x, &self.spec, BnMode::Eval, Some(&straight_through), &mut |logits| ce_sum(logits, y), None)?;
+        let (adv, _) =
+            traced_ascent(model, x, y, &self.spec, Some(&straight_through), &|logits| losses::ce(logits, y), false)?;
         Ok((adv, None))
+    }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
+        let bits = self.bits;
+        let straight_through =
+            move |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&bit_depth(t, bits)?.f_sub(t)?.f_detach()?)?) };
+        let (adv, trace) =
+            traced_ascent(model, x, y, &self.spec, Some(&straight_through), &|logits| losses::ce(logits, y), true)?;
+        Ok(Traced { adv, flags: None, trace })
     }
 
     fn verdict_logits(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
@@ -299,12 +381,17 @@ impl Attack for InfoPgd {
     }
 
     fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.perturb_traced(model, x, y)?.adv, None))
+    }
+
+    fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let nat = tch::no_grad(|| model.logits(x, false))?;
         let weight = losses::entropy(&nat)?.f_mul_scalar(self.lambda)?;
-        let adv = maximize(model, x, &self.spec, BnMode::Eval, &mut |logits| {
+        let loss = |logits: &Tensor| -> Result<Tensor> {
             let ib = weight.f_mul(&losses::sq_dist(&nat, logits)?)?;
-            Ok(losses::ce(logits, y)?.f_add(&ib)?.f_sum(Kind::Float)?)
-        })?;
-        Ok((adv, None))
+            Ok(losses::ce(logits, y)?.f_add(&ib)?)
+        };
+        let (adv, trace) = traced_ascent(model, x, y, &self.spec, None, &loss, true)?;
+        Ok(Traced { adv, flags: None, trace })
     }
 }

@@ -56,6 +56,16 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
                 r.seconds,
                 r.version
             );
+            if let Some(d) = &r.diagnostics {
+                let mut parts: Vec<String> = d.tripped().iter().map(|(i, n)| format!("{i} {n}")).collect();
+                for (t, s) in &d.self_tests {
+                    let verdict = if s.passed() { "passed" } else { "MISSED" };
+                    parts.push(format!("self-test {t} {}/{} {verdict}", s.found, s.planted));
+                }
+                if !parts.is_empty() {
+                    println!("          {}", parts.join(", "));
+                }
+            }
         }
         if let Some(w) = report.worst_case_acc() {
             println!("worst case over the attacks {:.2}%", 100.0 * w);

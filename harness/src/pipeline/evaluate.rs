@@ -52,6 +52,12 @@ pub struct AttackReport {
     /// evaluations from before witnesses were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witnessed: Option<usize>,
+    /// Model backward passes per attacked example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backward_passes: Option<f64>,
+    /// The attack's indicators of attack failure and self-tests ([`crate::diagnostics`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<infoat_registry::AttackDiagnostics>,
 }
 
 /// Where the model under evaluation comes from (issue 4, "Any model").
@@ -164,6 +170,8 @@ impl EvalReport {
                     flags,
                     distances: self.distances.get(id).cloned(),
                     witnessed: a.witnessed,
+                    backward_passes: a.backward_passes,
+                    diagnostics: a.diagnostics.clone(),
                 };
                 (id.clone(), report)
             })
@@ -203,6 +211,8 @@ impl Serialize for EvalReport {
             worst_case_flags: String,
             flagged: bool,
             sanity: &'a [SanityFlag],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            diagnostics: Option<&'a infoat_registry::EvalDiagnostics>,
             seconds: f64,
             env: &'a Fingerprint,
         }
@@ -220,6 +230,7 @@ impl Serialize for EvalReport {
             worst_case_flags: worst.unwrap_or_default(),
             flagged: !self.record.sanity.is_empty(),
             sanity: &self.record.sanity,
+            diagnostics: self.record.diagnostics.as_ref(),
             seconds: self.record.seconds,
             env: &self.record.env,
         }
@@ -393,6 +404,8 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     let mut witnesses = BTreeMap::new();
     let mut counts = BTreeMap::new();
     let mut worst: Option<Vec<bool>> = None;
+    // What the diagnostics read of each attack: its robust flags and trace.
+    let mut outcomes: Vec<(AttackId, Vec<bool>, Option<crate::eval::RunTrace>)> = Vec::new();
     for id in &suite.attacks {
         let t = Instant::now();
         let attack = suite.attack(*id);
@@ -409,6 +422,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             witnesses.insert(id.name().to_string(), hash);
         }
         attack_flags.insert(id.name().to_string(), pack_flags(&run.flags));
+        outcomes.push((*id, run.flags.clone(), run.trace.clone()));
         if let Some(d) = run.distances {
             distances.insert(id.name().to_string(), d);
         }
@@ -426,12 +440,34 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             forward_passes: Some(run.forward_passes),
             adbd,
             witnessed: Some(witnessed),
+            backward_passes: Some(run.backward_passes),
+            diagnostics: None,
         };
         attacks.insert(id.name().to_string(), result);
     }
     let mut sanity = crate::sanity::compare_attacks(&counts);
+    let mut diagnostics = None;
     if suite.sanity && !suite.attacks.is_empty() {
         sanity.extend(crate::sanity::probe_model(model, attacked, suite.batch_size, suite.seed)?);
+        // The attacks' self-examination (issue 22): indicators, planted self-tests, curves.
+        let views: Vec<crate::diagnostics::Outcome<'_>> = outcomes
+            .iter()
+            .map(|(id, robust, trace)| crate::diagnostics::Outcome { id: *id, robust, trace: trace.as_ref() })
+            .collect();
+        let setting = crate::diagnostics::Setting {
+            eps: suite.eps,
+            batch_size: suite.batch_size,
+            rays_budget: suite.rays_budget,
+            seed: suite.seed,
+        };
+        let d = crate::diagnostics::diagnose(model, attacked, setting, &views, worst.as_deref())?;
+        for (id, a) in d.attacks {
+            if let Some(r) = attacks.get_mut(id.name()) {
+                r.diagnostics = Some(a);
+            }
+        }
+        sanity.extend(d.sanity);
+        diagnostics = Some(d.eval);
     }
     let record = EvalRecord {
         key,
@@ -447,6 +483,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
         worst_case_acc: worst.as_deref().map(|w| accuracy_of(w).accuracy),
         sanity,
         witnesses,
+        diagnostics,
         seconds: start.elapsed().as_secs_f64(),
         finished_unix: now_unix(),
         env: fingerprint(req.device),

@@ -358,6 +358,8 @@ pub fn import(
         forward_passes: Some(2.0),
         adbd: None,
         witnessed: Some(broken.len()),
+        backward_passes: None,
+        diagnostics: None,
     };
     let provenance = serde_json::json!({
         "file_sha256": file_sha,
@@ -391,6 +393,7 @@ pub fn import(
                 worst_case_acc: None,
                 sanity: Vec::new(),
                 witnesses: BTreeMap::new(),
+                diagnostics: None,
                 seconds: 0.0,
                 finished_unix: 0,
                 env: crate::env::fingerprint(device),

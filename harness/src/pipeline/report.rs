@@ -29,7 +29,8 @@ pub fn build_report(registry: &Registry, title: &str, selection: &infoat_reports
 
 /// Renders the report of `selection` from `registry` into `out_dir` as `<stem>.<ext>` for each
 /// of `formats` (issue 6), the claims section included (issue 21; as JSON in
-/// `<stem>.claims.json` beside `<stem>.json`); returns the files written. Files are written
+/// `<stem>.claims.json` beside `<stem>.json`) and the attack diagnostics (issue 22; as JSON in
+/// `<stem>.diagnostics.json`); returns the files written. Files are written
 /// atomically.
 pub fn write_report(
     registry: &Registry,
@@ -51,6 +52,11 @@ pub fn write_report(
             if let Some(claims) = infoat_reports::render::render_claims_json(&report)? {
                 let path = out_dir.join(format!("{stem}.claims.json"));
                 infoat_registry::blobs::write_atomic(&path, claims.as_bytes())?;
+                written.push(path);
+            }
+            if let Some(diagnostics) = infoat_reports::render::render_diagnostics_json(&report)? {
+                let path = out_dir.join(format!("{stem}.diagnostics.json"));
+                infoat_registry::blobs::write_atomic(&path, diagnostics.as_bytes())?;
                 written.push(path);
             }
         }

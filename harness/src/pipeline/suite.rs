@@ -194,9 +194,14 @@ impl EvalSuite {
         id.build_with(self.eps, self.rays_budget)
     }
 
-    /// Model forward passes of the attacks on `attacked` images ([`crate::cost::attack_passes`]).
+    /// Model passes of the attacks on `attacked` images ([`crate::cost::attack_passes`]) and of
+    /// their diagnostics, which suites with the sanity checks run
+    /// ([`crate::cost::diagnostics_passes`]).
     pub fn forward_passes(&self, attacked: f64) -> f64 {
-        self.attacks.iter().map(|a| crate::cost::attack_passes(*a, self.rays_budget)).sum::<f64>() * attacked
+        let attacks = self.attacks.iter().map(|a| crate::cost::attack_passes(*a, self.rays_budget)).sum::<f64>();
+        let diagnostics =
+            if self.sanity && !self.attacks.is_empty() { crate::cost::diagnostics_passes(attacked) } else { 0.0 };
+        attacks * attacked + diagnostics
     }
 }
 
