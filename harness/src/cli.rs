@@ -161,7 +161,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub rays_budget: Option<usize>,
     /// Skip the model-probing sanity checks (repeated forward passes, zero gradients, PGD at
-    /// eps 0.5 on 100 examples); the checks that compare attacks always run.
+    /// eps 0.5 on 100 examples) and the attacks' diagnostics (indicators of attack failure,
+    /// planted self-tests, robustness curves; docs/diagnostics.md); the checks that compare
+    /// attacks always run.
     #[arg(long)]
     pub no_sanity: bool,
     /// Print the report as JSON on stdout.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use infoat_registry::{AttackDiagnostics, AttackId, Indicator};
 use tch::{Kind, Tensor};
 
-use super::{gradient_loss, LossFamily, Outcome, PROBE_EXAMPLES, UNSTABLE_DRAWS, UNSTABLE_MAX};
+use super::{gradient_loss, LossFamily, Outcome, PROBE_EXAMPLES, UNSTABLE_DRAWS, UNSTABLE_MAX, UNSTABLE_RADIUS};
 use crate::attacks::AttackBuild;
 use crate::data::{make_batch, Augment, ImageSet};
 use crate::eval::robust_flags;
@@ -25,7 +25,7 @@ pub struct Probe {
     pub ce_unavailable: Vec<bool>,
     /// The DLR loss's input gradient is zero or not finite.
     pub margin_unavailable: Vec<bool>,
-    /// The mean relative change of the DLR loss under noise (clipped at 1).
+    /// The mean absolute change of the DLR loss under noise (clipped at 1).
     pub variation: Vec<f64>,
 }
 
@@ -63,7 +63,7 @@ fn gradient_unavailable(
 }
 
 /// Probes `model` at every example of `set`: gradient availability of both loss families and
-/// the DLR loss's variation under uniform noise of radius `eps`.
+/// the DLR loss's variation under uniform noise of width `eps` × [`UNSTABLE_RADIUS`].
 pub fn probe(model: &dyn Classifier, set: &ImageSet, eps: f64, batch_size: usize, seed: u64) -> Result<Probe> {
     let mut out = Probe { ce_unavailable: Vec::new(), margin_unavailable: Vec::new(), variation: Vec::new() };
     let indices: Vec<usize> = (0..set.len()).collect();
@@ -74,14 +74,12 @@ pub fn probe(model: &dyn Classifier, set: &ImageSet, eps: f64, batch_size: usize
         seed_torch(derive(seed, Stream::Diagnostics, &[0, b as u64]));
         let variation = tch::no_grad(|| -> Result<Tensor> {
             let l0 = losses::dlr(&model.logits(&batch.x, false)?, &batch.y)?.f_to_kind(Kind::Double)?;
-            let scale = l0.f_abs()?;
-            let scale = scale.f_where_scalarother(&scale.f_ne(0.0)?, 1.0)?;
             let mut sum = l0.f_zeros_like()?;
             for _ in 0..UNSTABLE_DRAWS {
-                let noise = batch.x.f_rand_like()?.f_sub_scalar(0.5)?.f_mul_scalar(eps)?;
+                let noise = batch.x.f_rand_like()?.f_sub_scalar(0.5)?.f_mul_scalar(eps * UNSTABLE_RADIUS)?;
                 let xn = batch.x.f_add(&noise)?.f_clamp(0.0, 1.0)?;
                 let l = losses::dlr(&model.logits(&xn, false)?, &batch.y)?.f_to_kind(Kind::Double)?;
-                sum = sum.f_add(&l0.f_sub(&l)?.f_abs()?.f_div(&scale)?)?;
+                sum = sum.f_add(&l0.f_sub(&l)?.f_abs()?)?;
             }
             // A NaN loss (a broken model) is as unstable as it gets.
             Ok(sum.f_div_scalar(UNSTABLE_DRAWS as f64)?.f_nan_to_num(1.0, None, None)?.f_clamp_max(1.0)?)
