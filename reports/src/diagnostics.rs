@@ -183,12 +183,12 @@ pub fn collect(obs: &[Observation], evals: &[EvalRecord]) -> Result<Vec<EvalDiag
             .collect();
         let mut charts = Vec::new();
         for (axis, title, xlabel) in [
-            (CurveAxis::Eps, "Robust accuracy (%) against eps", "eps"),
-            (CurveAxis::Iterations, "APGD-CE robust accuracy (%) against its budget", "iterations × restarts"),
+            (CurveAxis::Eps, "robust % against eps", "eps"),
+            (CurveAxis::Iterations, "APGD-CE against its budget", "iterations × restarts"),
         ] {
             let series: Vec<(String, Vec<(f64, f64)>)> =
                 curves.iter().filter(|c| c.axis == axis).map(|c| (c.attack.clone(), c.points.clone())).collect();
-            if let Some(chart) = line_chart(&format!("{} — {title}", o.method), xlabel, &series) {
+            if let Some(chart) = line_chart(&format!("{}: {title}", o.method), xlabel, &series) {
                 charts.push(render_svg("lines.svg", &chart)?);
             }
         }
