@@ -4,26 +4,15 @@
 //! `infoat eval --limit 50 --force` with the diagnostics of this issue): snapshots of the
 //! Markdown section and the JSON, the marks and flags they put on the grid's cells.
 
-use std::path::PathBuf;
-
 use infoat_registry::{EvalRecord, PaperTable, PlantedTest, RunRecord};
 use infoat_reports::render::render_diagnostics_json;
 use infoat_reports::{build, render, Format, Report, Selection, Verdict};
 use serde_json::Value;
 
+mod common;
+
 fn records() -> (Vec<RunRecord>, Vec<EvalRecord>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reports/diagnostics-records.jsonl");
-    let text = std::fs::read_to_string(path).unwrap();
-    let (mut runs, mut evals) = (Vec::new(), Vec::new());
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        match v["kind"].as_str().unwrap() {
-            "run" => runs.push(serde_json::from_value(v["record"].clone()).unwrap()),
-            "eval" => evals.push(serde_json::from_value(v["record"].clone()).unwrap()),
-            other => panic!("unexpected record kind {other}"),
-        }
-    }
-    (runs, evals)
+    common::records("diagnostics-records.jsonl")
 }
 
 fn report(evals: &[EvalRecord]) -> Report {

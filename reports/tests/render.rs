@@ -2,27 +2,14 @@
 //! (`fixtures/reports/records.jsonl`, written by `fixtures/reports/generate.py`), and the
 //! cell-level verdicts and JSON schema those renders rest on.
 
-use std::path::PathBuf;
-
 use infoat_registry::{EvalRecord, PaperTable, PublishedRecord, RunRecord};
 use infoat_reports::{build, paper, render, Format, Report, Selection, Verdict};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
-}
+mod common;
 
 fn records() -> (Vec<RunRecord>, Vec<EvalRecord>, Vec<PublishedRecord>) {
-    let text = std::fs::read_to_string(fixtures().join("reports/records.jsonl")).unwrap();
-    let (mut runs, mut evals) = (Vec::new(), Vec::new());
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        match v["kind"].as_str().unwrap() {
-            "run" => runs.push(serde_json::from_value(v["record"].clone()).unwrap()),
-            "eval" => evals.push(serde_json::from_value(v["record"].clone()).unwrap()),
-            other => panic!("unexpected record kind {other}"),
-        }
-    }
+    let (runs, evals) = common::records("records.jsonl");
     let published = paper::embedded().unwrap().iter().map(|p| p.to_record()).collect();
     (runs, evals, published)
 }

@@ -8,7 +8,7 @@ use infoat_registry::{AttackId, Curve, CurveAxis, CurvePoint, SanityCheck, Sanit
 use super::CURVE_EXAMPLES;
 use crate::attacks::{Apgd, AttackBuild};
 use crate::data::ImageSet;
-use crate::eval::{clean_flags, robust_flags};
+use crate::eval::robust_flags;
 use crate::models::Classifier;
 use crate::Result;
 
@@ -36,10 +36,12 @@ fn point(x: f64, robust: &[bool]) -> CurvePoint {
 }
 
 /// The curves on the first [`CURVE_EXAMPLES`] examples of `set`, and the sanity flags they trip;
-/// `worst` is the evaluated suite's per-example worst case on `set`, if it has one.
+/// `clean` is the evaluation's clean correctness on `set` (the curves' eps-0 point), `worst` the
+/// suite's per-example worst case on `set`, if it has one.
 pub fn measure(
     model: &dyn Classifier,
     set: &ImageSet,
+    clean: &[bool],
     eps: f64,
     batch_size: usize,
     seed: u64,
@@ -51,7 +53,7 @@ pub fn measure(
     if set.is_empty() {
         return Ok((curves, Vec::new()));
     }
-    let clean = clean_flags(model, &set, batch_size)?;
+    let clean: Vec<bool> = clean.iter().copied().take(CURVE_EXAMPLES).collect();
     for attack in EPS_CURVE_ATTACKS {
         let mut points = Vec::new();
         for r in radii(eps) {

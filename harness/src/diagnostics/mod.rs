@@ -163,11 +163,13 @@ pub struct Setting {
     pub seed: u64,
 }
 
-/// The diagnostics of an evaluation of `model` on `attacked` (the attacked examples) under
-/// `setting`, whose attacks did `outcomes` (per-example worst case `worst`).
+/// The diagnostics of an evaluation of `model` on `attacked` (the attacked examples, which the
+/// evaluation classified correctly where `clean` says) under `setting`, whose attacks did
+/// `outcomes` (per-example worst case `worst`).
 pub fn diagnose(
     model: &dyn Classifier,
     attacked: &ImageSet,
+    clean: &[bool],
     setting: Setting,
     outcomes: &[Outcome<'_>],
     worst: Option<&[bool]>,
@@ -177,7 +179,7 @@ pub fn diagnose(
     let counting = crate::eval::Counting::new(model);
     let n = attacked.len().max(1) as f64;
     let probe = indicators::probe(&counting, attacked, eps, batch_size, seed)?;
-    let plants = planted::plant(&counting, attacked, eps, seed)?;
+    let plants = planted::plant(&counting, attacked, clean, eps, seed)?;
     let mut attacks = BTreeMap::new();
     for o in outcomes {
         let before = counting.passes();
@@ -188,7 +190,7 @@ pub fn diagnose(
         d.backward_passes = (after.1 - before.1) as f64 / n;
         attacks.insert(o.id, d);
     }
-    let (curves, sanity) = curves::measure(&counting, attacked, eps, batch_size, seed, worst)?;
+    let (curves, sanity) = curves::measure(&counting, attacked, clean, eps, batch_size, seed, worst)?;
     let (forward, backward) = counting.passes();
     let eval = EvalDiagnostics {
         version: DIAGNOSTICS_VERSION,
@@ -221,16 +223,24 @@ mod tests {
         crate::data::test_support::self_labelled(model, &x)
     }
 
-    /// A model seen through a transform of its input (or its logits).
+    /// A model seen through a transform of its input and one of its logits.
     struct Wrapped {
         net: Scaled,
-        f: fn(&Tensor, Tensor) -> Tensor,
+        input: fn(&Tensor) -> Tensor,
+        output: fn(Tensor) -> Tensor,
+    }
+
+    fn same(t: &Tensor) -> Tensor {
+        t.shallow_clone()
+    }
+
+    fn unchanged(t: Tensor) -> Tensor {
+        t
     }
 
     impl Classifier for Wrapped {
         fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-            let z = self.net.logits(&(self.f)(x, x.shallow_clone()), train)?;
-            Ok((self.f)(x, z))
+            Ok((self.output)(self.net.logits(&(self.input)(x), train)?))
         }
         fn device(&self) -> tch::Device {
             self.net.device()
@@ -265,8 +275,7 @@ mod tests {
     fn a_step_function_model_trips_unavailable_gradients() {
         let _g = rng_lock();
         // Inputs rounded to one bit: the model is piecewise constant, every input gradient zero.
-        let model =
-            Wrapped { net: plain(21), f: |x, t| if t.size() == x.size() { bit_depth(&t, 1).unwrap() } else { t } };
+        let model = Wrapped { net: plain(21), input: |x| bit_depth(x, 1).unwrap(), output: unchanged };
         let set = self_labelled(&model, 40);
         let pgd = Pgd::paper(EPS, 20);
         let d = indicators(&model, &set, &pgd, AttackId::Pgd20);
@@ -279,7 +288,7 @@ mod tests {
     fn a_constant_model_trips_unconstrained_failure() {
         let _g = rng_lock();
         // The input multiplied by zero: one output whatever the image, and no gradient.
-        let model = Wrapped { net: plain(22), f: |x, t| if t.size() == x.size() { t.zeros_like() } else { t } };
+        let model = Wrapped { net: plain(22), input: |x| x.zeros_like(), output: unchanged };
         let set = self_labelled(&model, 30);
         let pgd = Pgd::paper(EPS, 20);
         let d = indicators(&model, &set, &pgd, AttackId::Pgd20);
@@ -295,10 +304,7 @@ mod tests {
         tch::manual_seed(23);
         // Fresh noise on the logits at every call, as large as their spread, and an attack too
         // timid to matter: what breaks an example is the noise, at some iterate but not another.
-        let model = Wrapped {
-            net: plain(23),
-            f: |x, t| if t.size() == x.size() { t } else { &t + t.randn_like() * t.std(true) },
-        };
+        let model = Wrapped { net: plain(23), input: same, output: |z| &z + z.randn_like() * z.std(true) };
         let set = self_labelled(&model, 60);
         let crawl = Pgd { spec: PgdSpec { eps: EPS, steps: 20, step_size: 1e-4, start: Start::None } };
         let d = indicators(&model, &set, &crawl, AttackId::Pgd20);
@@ -369,7 +375,8 @@ mod tests {
         let _g = rng_lock();
         let model = plain(27);
         let set = self_labelled(&model, 30);
-        let plants = planted::plant(&model, &set, EPS, 0).unwrap();
+        let clean = crate::eval::clean_flags(&model, &set, 64).unwrap();
+        let plants = planted::plant(&model, &set, &clean, EPS, 0).unwrap();
         for p in &plants.tests {
             assert!(p.set.len() >= 15, "{}: only {} of 20 plantable", p.test, p.set.len());
             let derived = planted::Derived { model: &model, plant: p };

@@ -39,7 +39,7 @@ use tch::{Kind, Tensor};
 use super::SELF_TEST_EXAMPLES;
 use crate::attacks::{bit_depth, AttackBuild};
 use crate::data::{make_batch, Augment, ImageSet};
-use crate::eval::{clean_flags, robust_flags};
+use crate::eval::robust_flags;
 use crate::models::{Classifier, Frozen};
 use crate::seed::{derive, seed_torch, Stream};
 use crate::{Error, Result};
@@ -177,13 +177,12 @@ fn corner(x: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(x.f_add(&s.f_mul_scalar(eps)?)?.f_clamp(0.0, 1.0)?)
 }
 
-/// The first up to [`SELF_TEST_EXAMPLES`] examples of `set` that `model` classifies correctly and
-/// that lie more than 2·eps (L∞) from every example chosen before them.
-fn choose(model: &dyn Classifier, set: &ImageSet, eps: f64) -> Result<Vec<usize>> {
-    let correct = clean_flags(model, set, 256)?;
+/// The first up to [`SELF_TEST_EXAMPLES`] examples of `set` that are classified correctly (`clean`)
+/// and that lie more than 2·eps (L∞) from every example chosen before them.
+fn choose(set: &ImageSet, clean: &[bool], eps: f64) -> Vec<usize> {
     let numel = set.shape.numel();
     let mut chosen: Vec<usize> = Vec::new();
-    for (i, _) in correct.iter().enumerate().filter(|(_, &c)| c) {
+    for (i, _) in clean.iter().enumerate().filter(|(_, &c)| c) {
         let far = chosen.iter().all(|&j| {
             let (a, b) = (set.image(i), set.image(j));
             (0..numel).map(|k| (a[k] as f64 - b[k] as f64).abs() / 255.0).fold(0.0, f64::max) > 2.0 * eps
@@ -195,12 +194,13 @@ fn choose(model: &dyn Classifier, set: &ImageSet, eps: f64) -> Result<Vec<usize>
             break;
         }
     }
-    Ok(chosen)
+    chosen
 }
 
-/// Plants the three tests into the first suitable examples of `set` (see the module docs).
-pub fn plant(model: &dyn Classifier, set: &ImageSet, eps: f64, seed: u64) -> Result<Plants> {
-    let chosen = choose(model, set, eps)?;
+/// Plants the three tests into the first suitable examples of `set`, which `model` classifies
+/// correctly where `clean` says (see the module docs).
+pub fn plant(model: &dyn Classifier, set: &ImageSet, clean: &[bool], eps: f64, seed: u64) -> Result<Plants> {
+    let chosen = choose(set, clean, eps);
     let mut tests = Vec::new();
     for (t, test) in PlantedTest::ALL.into_iter().enumerate() {
         tests.push(plant_one(

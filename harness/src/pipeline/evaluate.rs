@@ -460,7 +460,8 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             rays_budget: suite.rays_budget,
             seed: suite.seed,
         };
-        let d = crate::diagnostics::diagnose(model, attacked, setting, &views, worst.as_deref())?;
+        let clean_attacked = &clean_ok[..attacked.len()];
+        let d = crate::diagnostics::diagnose(model, attacked, clean_attacked, setting, &views, worst.as_deref())?;
         for (id, a) in d.attacks {
             if let Some(r) = attacks.get_mut(id.name()) {
                 r.diagnostics = Some(a);
