@@ -7,6 +7,7 @@ mod bench_scripts;
 mod cli;
 mod errors;
 mod extra_data;
+mod model_zoo;
 mod presets;
 mod pytorch_peer;
 mod quickstart;

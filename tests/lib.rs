@@ -122,3 +122,13 @@ pub fn repo_root() -> PathBuf {
         std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
     dir.parent().expect("tests/ has a parent").to_path_buf()
 }
+
+/// The unpacked robustbench 1.1.1 wheel (`ci/bootstrap-robustbench` fetches it once into the
+/// cache outside the clone; its architecture files and `utils.py` are read by path).
+pub fn robustbench_dir() -> PathBuf {
+    let out = std::process::Command::new(repo_root().join("ci/bootstrap-robustbench"))
+        .output()
+        .unwrap_or_else(|e| panic!("run ci/bootstrap-robustbench: {e}"));
+    assert!(out.status.success(), "ci/bootstrap-robustbench failed: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).expect("UTF-8 path").trim())
+}

@@ -228,9 +228,123 @@ fn verify_digest(
     Ok(hash)
 }
 
-/// Loads the checkpoint at `path` into `model`, after checking that its tensor names, dtypes
-/// and shapes are exactly the model's and that its content matches the digest it claims.
+/// The file formats a checkpoint is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// safetensors, as the harness writes checkpoints.
+    Safetensors,
+    /// `torch.save(state_dict)` (a zip archive), as RobustBench and the reference repositories
+    /// ship checkpoints (`.pt`, `.pth`).
+    TorchSave,
+}
+
+/// The format of the file at `path`, from its first bytes (a zip archive is a `torch.save`
+/// file; anything else is read as safetensors, whose reader names what is wrong with it).
+pub fn format_of(path: &Path) -> Result<Format> {
+    use std::io::Read;
+    // torch.save's format before PyTorch 1.6 starts with a pickled magic number.
+    const LEGACY_MAGIC: [u8; 14] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+    let mut head = [0u8; 14];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    match &head[..n] {
+        [b'P', b'K', 3, 4, ..] => Ok(Format::TorchSave),
+        h if h == LEGACY_MAGIC => Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "a torch.save file in the legacy (pre-1.6) format, which is not read here; re-save it \
+                      with PyTorch >= 1.6: torch.save(torch.load(old, weights_only=True), new)"
+                .into(),
+        }),
+        _ => Ok(Format::Safetensors),
+    }
+}
+
+/// Loads a checkpoint into `model`: a safetensors file ([`load_safetensors_into`]) or a
+/// `torch.save` state dict ([`load_state_dict_into`]), told apart by [`format_of`].
 pub fn load_into(model: &mut Network, path: &Path) -> Result<Loaded> {
+    match format_of(path)? {
+        Format::Safetensors => load_safetensors_into(model, path),
+        Format::TorchSave => load_state_dict_into(model, path),
+    }
+}
+
+/// Loads a `torch.save` state dict (read by the restricted unpickler of
+/// [`crate::interop::torch_file`]) into `model`, as RobustBench's loader does: a
+/// `{"state_dict": …}` or `{"model": …}` wrapper is unwrapped, a `module.` prefix (DataParallel)
+/// dropped, and the architecture's unused entries ([`crate::models::Arch::unused_prefixes`])
+/// skipped; then every name and shape must be the model's. A missing BatchNorm
+/// `num_batches_tracked` (checkpoints from before PyTorch 0.4.1) keeps 0: the forward pass
+/// never reads it. Floating-point tensors of another precision are converted to the model's.
+/// The identity is [`digest`] of the loaded model, so the same weights hash alike whichever
+/// format carried them; the file has no metadata.
+pub fn load_state_dict_into(model: &mut Network, path: &Path) -> Result<Loaded> {
+    let bad = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
+    let arch = model.arch();
+    let mut theirs: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (key, t) in crate::interop::torch_file::load_state_dict(path)? {
+        let key = key.strip_prefix("module.").map_or_else(|| key.clone(), str::to_string);
+        if arch.unused_prefixes().iter().any(|p| key.starts_with(p)) {
+            continue;
+        }
+        if theirs.insert(key.clone(), t).is_some() {
+            return Err(bad(format!("tensor {key} appears twice, with and without a module. prefix")));
+        }
+    }
+    let ours = model.named_tensors();
+    let optional = |k: &str| k.ends_with(".num_batches_tracked");
+    let missing: Vec<&String> = ours.keys().filter(|k| !theirs.contains_key(*k) && !optional(k)).collect();
+    let extra: Vec<&String> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        return Err(bad(format!(
+            "does not fit a {arch} with {} classes: missing {} tensor(s) {:?}, unexpected {} tensor(s) {:?}; \
+             pass the --arch the checkpoint was saved from (`infoat eval --help` lists them; RobustBench's \
+             model_zoo/<dataset>.py names each entry's architecture)",
+            model.num_classes(),
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>(),
+            extra.len(),
+            extra.iter().take(5).collect::<Vec<_>>()
+        )));
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in &ours {
+            let Some(src) = theirs.get(name) else { continue };
+            if src.size() != var.size() {
+                let classes = var.dim() <= 2 && var.size().first() == Some(&(model.num_classes() as i64));
+                let hint = if classes {
+                    format!(
+                        " (the classifier: the checkpoint has {} outputs, the dataset {} classes; pass its --dataset)",
+                        src.size()[0],
+                        model.num_classes()
+                    )
+                } else {
+                    format!("; pass the --arch the checkpoint was saved from (not {arch})")
+                };
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, {arch} expects {:?}{hint}",
+                    src.size(),
+                    var.size()
+                )));
+            }
+            if src.is_floating_point() != var.is_floating_point() {
+                return Err(bad(format!(
+                    "tensor {name} has dtype {:?}, the model expects {:?}",
+                    src.kind(),
+                    var.kind()
+                )));
+            }
+            let src = src.f_to_kind(var.kind())?.f_to_device(var.device())?;
+            var.shallow_clone().f_copy_(&src)?;
+        }
+        Ok(())
+    })?;
+    Ok(Loaded { hash: digest(model)?, metadata: BTreeMap::new() })
+}
+
+/// Loads the safetensors checkpoint at `path` into `model`, after checking that its tensor
+/// names, dtypes and shapes are exactly the model's and that its content matches the digest it
+/// claims.
+pub fn load_safetensors_into(model: &mut Network, path: &Path) -> Result<Loaded> {
     let bad = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(path, e))?;
@@ -352,5 +466,67 @@ mod tests {
         std::fs::write(&bad, &flipped).unwrap();
         let e = load_into(&mut model, &bad).unwrap_err().to_string();
         assert!(e.contains("bad.safetensors") && e.contains("digest"), "{e}");
+    }
+    /// A `torch.save` state dict, as RobustBench ships them, loads into the architecture it was
+    /// saved from: `module.` prefixes dropped, missing `num_batches_tracked` tolerated, the
+    /// weights and outputs identical, the digest that of the weights whatever the format.
+    #[test]
+    fn torch_save_state_dicts_load_with_robustbench_conventions() {
+        use crate::interop::torch_file::save_state_dict;
+        use crate::models::layers::test_support::{batch, build};
+        use crate::models::Arch;
+        let dir = tempfile::tempdir().unwrap();
+        let src = build(Arch::PreActResNet18, 10, 5);
+        // Running statistics away from their defaults, so eval-mode outputs depend on them.
+        tch::no_grad(|| {
+            for (name, t) in src.named_tensors() {
+                if name.ends_with("running_var") {
+                    let _ = t.shallow_clone().f_fill_(1.7).unwrap();
+                }
+            }
+        });
+        let entries: Vec<(String, Tensor)> = src
+            .named_tensors()
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .map(|(k, t)| (format!("module.{k}"), t))
+            .collect();
+        let path = dir.path().join("zoo.pt");
+        save_state_dict(&entries, &path).unwrap();
+        assert_eq!(format_of(&path).unwrap(), Format::TorchSave);
+        let mut dst = build(Arch::PreActResNet18, 10, 6);
+        let loaded = load_into(&mut dst, &path).unwrap();
+        assert_eq!(loaded.hash, digest(&src).unwrap());
+        let x = batch(Arch::PreActResNet18, 3);
+        let (a, b) = tch::no_grad(|| (src.forward_t(&x, false), dst.forward_t(&x, false)));
+        assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
+
+        // The wrong architecture names what is missing and what is unexpected.
+        let mut wrong = build(Arch::ResNet18, 10, 0);
+        let e = load_into(&mut wrong, &path).unwrap_err().to_string();
+        assert!(
+            e.contains("zoo.pt") && e.contains("resnet18") && e.contains("missing") && e.contains("bn1.weight"),
+            "{e}"
+        );
+        // The wrong class count names the classifier's shape.
+        let mut hundred = build(Arch::PreActResNet18, 100, 0);
+        let e = load_into(&mut hundred, &path).unwrap_err().to_string();
+        assert!(e.contains("tensor linear.") && e.contains("10 outputs") && e.contains("100 classes"), "{e}");
+        // RobustBench's WideResNet(sub_block1=True) saves an unused group: skipped.
+        let wrn = build(Arch::Wrn28x10, 10, 1);
+        let mut with_sub: Vec<(String, Tensor)> = wrn.named_tensors().into_iter().collect();
+        with_sub.push((
+            "sub_block1.layer.0.conv1.weight".into(),
+            Tensor::zeros([160, 16, 3, 3], (Kind::Float, Device::Cpu)),
+        ));
+        let wpath = dir.path().join("wrn.pth");
+        save_state_dict(&with_sub, &wpath).unwrap();
+        let mut wdst = build(Arch::Wrn28x10, 10, 2);
+        assert_eq!(load_into(&mut wdst, &wpath).unwrap().hash, digest(&wrn).unwrap());
+        // A pre-1.6 torch.save file is named as such.
+        let legacy = dir.path().join("old.pt");
+        std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+        let e = load_into(&mut wdst, &legacy).unwrap_err().to_string();
+        assert!(e.contains("legacy") && e.contains("re-save"), "{e}");
     }
 }

@@ -60,6 +60,11 @@ pub enum Command {
     /// Adversarial images in RobustBench's external-evaluation layout: export an evaluation's
     /// worst case, or import (verify and merge) someone else's.
     Evidence(EvidenceCmd),
+    /// A model's logits on the first test images (JSON, or a torch.save tensor): check that a
+    /// converted or zoo checkpoint computes what it computes in PyTorch.
+    Logits(LogitsArgs),
+    /// An evaluation in another project's format: a RobustBench model card.
+    Export(ExportCmd),
     /// Print the datasets an invocation reads from the default data cache (used by ./infoat to
     /// fetch them first).
     #[command(hide = true)]
@@ -106,30 +111,43 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-/// `infoat eval`.
-#[derive(Debug, Args)]
+/// The model a command reads: exactly one of a run, a checkpoint or a TorchScript module.
+#[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("model").required(true).args(["run", "checkpoint", "torchscript"])))]
-#[command(after_help = "Examples:\n  \
-    infoat eval --run 3f2a91 --attacks fgsm,pgd20,aa --n 1000\n  \
-    infoat eval --checkpoint model.safetensors --arch smallcnn --dataset mnist --attacks pgd20\n  \
-    infoat eval --torchscript model.pt --dataset mnist --eps 0.3 --attacks pgd20,apgd_ce,aa --n 500 --json\n\n\
-    A PyTorch state_dict converts to safetensors in one line:\n  \
-    python -c \"import torch,safetensors.torch as s;s.save_file({k:v.contiguous() for k,v in torch.load('m.pt').items()},'m.safetensors')\"\n\
-    A TorchScript model maps float32 NCHW images in [0, 1] to logits:\n  \
-    torch.jit.script(model.eval()).save('model.pt')")]
-pub struct EvalArgs {
+pub struct ModelArgs {
     /// A harness run, by config hash (a unique prefix of at least 4 hex digits).
     #[arg(long, value_name = "HASH")]
     pub run: Option<String>,
-    /// A safetensors checkpoint with PyTorch state_dict names.
+    /// A checkpoint with PyTorch state_dict names: safetensors (as `infoat train` writes), or
+    /// a `torch.save` state dict (`.pt`/`.pth`, as RobustBench and the reference repositories
+    /// ship them; `{"state_dict": …}`/`{"model": …}` wrappers and `module.` prefixes accepted).
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
     /// A TorchScript module mapping [0, 1] NCHW float32 images to logits (needs --dataset).
     #[arg(long, value_name = "FILE")]
     pub torchscript: Option<PathBuf>,
-    /// Architecture of --checkpoint [default: the one recorded in the checkpoint].
+    /// Architecture of --checkpoint [default: the one recorded in an `infoat train`
+    /// checkpoint]. RobustBench's model zoo: resnet18, preact_resnet18, wrn28_10/wrn34_10/
+    /// wrn34_15/wrn34_20/wrn70_16 (its `WideResNet`), dm_wrn28_10/dm_wrn34_20/dm_wrn70_16/
+    /// dm_wrn106_16 (`DMWideResNet`, Swish), dm_preact_resnet18 (`DMPreActResNet`, Swish).
     #[arg(long, value_enum, requires = "checkpoint")]
     pub arch: Option<Arch>,
+}
+
+/// `infoat eval`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat eval --run 3f2a91 --attacks fgsm,pgd20,aa --n 1000\n  \
+    infoat eval --checkpoint model.safetensors --arch smallcnn --dataset mnist --attacks pgd20\n  \
+    infoat eval --checkpoint Rice2020Overfitting.pt --arch preact_resnet18 --dataset cifar10 --attacks aa\n  \
+    infoat eval --torchscript model.pt --dataset mnist --eps 0.3 --attacks pgd20,apgd_ce,aa --n 500 --json\n\n\
+    A TorchScript model maps float32 NCHW images in [0, 1] to logits:\n  \
+    torch.jit.script(model.eval()).save('model.pt')\n\
+    Check a converted or zoo checkpoint first: `infoat logits` prints what it computes.")]
+pub struct EvalArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Registry (where --run is looked up and the evaluation is recorded) and reuse.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -169,6 +187,89 @@ pub struct EvalArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `infoat logits`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    infoat logits --checkpoint model.pt --arch dm_wrn28_10 --dataset cifar10 --data-dir fixtures/data/cifar10\n  \
+    infoat logits --run 3f2a91 --n 5 --out logits.pt\n\n\
+    The file --out writes is a torch.save tensor: torch.load('logits.pt', weights_only=True).")]
+pub struct LogitsArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Registry (where --run is looked up).
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// Dataset [default: the one recorded with the run or checkpoint].
+    #[arg(long, value_enum)]
+    pub dataset: Option<Dataset>,
+    /// Folder with the dataset's original files [default: the cache folder ci/fetch-data fills].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// The first N test images.
+    #[arg(long, visible_alias = "limit", default_value_t = 20)]
+    pub n: usize,
+    /// Write the `[N, classes]` float32 logits as a torch.save file here instead of printing
+    /// them as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `infoat export`.
+#[derive(Debug, Args)]
+pub struct ExportCmd {
+    /// The format.
+    #[command(subcommand)]
+    pub format: ExportFormat,
+}
+
+/// What `infoat export` writes.
+#[derive(Debug, Subcommand)]
+pub enum ExportFormat {
+    /// A RobustBench model card (`model_info/<dataset>/Linf/<Name>.json`) of an evaluation that
+    /// followed RobustBench's protocol: the full test set, AutoAttack standard, the
+    /// leaderboard's eps (8/255 on CIFAR-10/100). Anything else is refused with the reason.
+    Robustbench(ExportRobustbenchArgs),
+}
+
+/// `infoat export robustbench`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    infoat export robustbench 9c1e77 --name 'My defense' --authors 'A. Author' --link https://arxiv.org/abs/… \\\n    \
+    --venue 'arXiv, Dec 2026' --out model_info/cifar10/Linf/Author2026My.json")]
+pub struct ExportRobustbenchArgs {
+    /// The evaluation, by key (a unique prefix of at least 4 hex digits; `infoat registry ls`).
+    pub eval_key: String,
+    /// The registry holding the evaluation.
+    #[arg(long, env = "INFOAT_REGISTRY", default_value = crate::pipeline::DEFAULT_REGISTRY)]
+    pub registry: PathBuf,
+    /// The paper's title (`name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The authors, comma-separated (`authors`).
+    #[arg(long)]
+    pub authors: Option<String>,
+    /// Where the paper is (`link`).
+    #[arg(long)]
+    pub link: Option<String>,
+    /// Where and when it appeared, e.g. "NeurIPS 2021" (`venue`).
+    #[arg(long)]
+    pub venue: Option<String>,
+    /// The accuracy under attack the paper reports, in percent (`reported`) [default: the
+    /// AutoAttack accuracy measured].
+    #[arg(long)]
+    pub reported: Option<f64>,
+    /// The model was trained with data beyond the training set (`additional_data`).
+    #[arg(long)]
+    pub additional_data: bool,
+    /// Write the card here instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `infoat reproduce`.

@@ -587,17 +587,35 @@ config_id!(
         Wrn34x10 => "wrn34_10", "WRN-34-10";
         /// WideResNet-28-10 (Table VI).
         Wrn28x10 => "wrn28_10", "WRN-28-10";
+        /// RobustBench's PreActResNet-18 (model-zoo checkpoints; issue 23).
+        PreActResNet18 => "preact_resnet18", "PreActResNet-18";
+        /// WideResNet-34-15 (RobustBench's `WideResNet`, the TRADES network).
+        Wrn34x15 => "wrn34_15", "WRN-34-15";
+        /// WideResNet-34-20.
+        Wrn34x20 => "wrn34_20", "WRN-34-20";
+        /// WideResNet-70-16.
+        Wrn70x16 => "wrn70_16", "WRN-70-16";
+        /// RobustBench's DeepMind-style `DMWideResNet`-28-10 (Swish, normalisation inside).
+        DmWrn28x10 => "dm_wrn28_10", "DM-WRN-28-10";
+        /// `DMWideResNet`-34-20.
+        DmWrn34x20 => "dm_wrn34_20", "DM-WRN-34-20";
+        /// `DMWideResNet`-70-16.
+        DmWrn70x16 => "dm_wrn70_16", "DM-WRN-70-16";
+        /// `DMWideResNet`-106-16.
+        DmWrn106x16 => "dm_wrn106_16", "DM-WRN-106-16";
+        /// RobustBench's DeepMind-style `DMPreActResNet`-18 (Swish, normalisation inside).
+        DmPreActResNet18 => "dm_preact_resnet18", "DM-PreActResNet-18";
     }
 );
 
 impl ArchId {
     /// The table whose white-box layout models of this architecture fill: V for WRN-34-10, VI
-    /// for WRN-28-10, II for ResNet-18 and the CPU architectures.
+    /// for WRN-28-10, II for ResNet-18, the CPU architectures and the model zoo's.
     pub fn whitebox_table(self) -> PaperTable {
         match self {
             ArchId::Wrn34x10 => PaperTable::V,
             ArchId::Wrn28x10 => PaperTable::VI,
-            ArchId::SmallCnn | ArchId::ResNet18 => PaperTable::II,
+            _ => PaperTable::II,
         }
     }
 }

@@ -104,6 +104,14 @@ pub struct Comparison {
     /// For the last column (the strongest attack): each baseline whose order relative to the
     /// candidate is not significant at 5 %, said in a sentence.
     pub not_significant: Vec<String>,
+    /// The candidate's place on RobustBench's L∞ leaderboard of its dataset (issue 23), when it
+    /// was evaluated under RobustBench's protocol ([`crate::robustbench`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaderboard: Option<crate::robustbench::Placement>,
+    /// Why a CIFAR-10/100 candidate is not placed on the leaderboard: each departure from
+    /// RobustBench's protocol.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leaderboard_departures: Vec<String>,
 }
 
 /// Where `compare` finds an evaluation's per-example flags (the registry keeps them apart from
@@ -352,6 +360,18 @@ pub fn compare(
             .collect(),
         None => Vec::new(),
     };
+    let (leaderboard, leaderboard_departures) = match crate::robustbench::dataset_of(&evals[cand]) {
+        Some(DatasetId::Cifar10 | DatasetId::Cifar100) => {
+            let e = &evals[cand];
+            let arch = e.model.get("arch").and_then(Value::as_str).and_then(|a| a.parse::<ArchId>().ok());
+            let arch = arch.map_or("external", crate::robustbench::architecture_label);
+            match crate::robustbench::place(e, &ids[cand].label, arch)? {
+                Ok(p) => (Some(p), Vec::new()),
+                Err(why) => (None, why),
+            }
+        }
+        _ => (None, Vec::new()),
+    };
     let (ds, _) = protocol.data.split_once('/').unwrap_or((&protocol.data, ""));
     let eps = crate::observations::suite_eps(&evals[cand]);
     Ok(Comparison {
@@ -366,5 +386,7 @@ pub fn compare(
         metrics,
         rows,
         not_significant,
+        leaderboard,
+        leaderboard_departures,
     })
 }

@@ -21,6 +21,7 @@ pub mod paper;
 pub mod plots;
 pub mod regress;
 pub mod render;
+pub mod robustbench;
 pub mod stats;
 mod templates;
 

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use infoat_harness::cli::EvalArgs;
-use infoat_harness::pipeline::{self, EvalRequest, ModelSource, SuiteRequest};
+use infoat_harness::pipeline::{self, EvalRequest, SuiteRequest};
 use infoat_registry::Registry;
 
 pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
-    let source = model_source(&a)?;
+    let source = super::model_source(&a.model)?;
     let req = EvalRequest {
         source,
         dataset: a.dataset,
@@ -75,13 +75,4 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn model_source(a: &EvalArgs) -> Result<ModelSource> {
-    Ok(match (&a.run, &a.checkpoint, &a.torchscript) {
-        (Some(hash), None, None) => ModelSource::Run { hash: hash.clone() },
-        (None, Some(path), None) => ModelSource::Checkpoint { path: path.clone(), arch: a.arch },
-        (None, None, Some(path)) => ModelSource::TorchScript { path: path.clone() },
-        _ => anyhow::bail!("give exactly one of --run, --checkpoint, --torchscript"),
-    })
 }

@@ -6,7 +6,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use infoat_harness::cli::{Cli, Command};
+use infoat_harness::cli::{Cli, Command, ModelArgs};
+use infoat_harness::pipeline::ModelSource;
 use infoat_harness::train::Progress;
 use infoat_registry::Registry;
 
@@ -16,6 +17,8 @@ mod compare;
 mod config;
 mod eval;
 mod evidence;
+mod export;
+mod logits;
 mod needs;
 mod registry;
 mod regress;
@@ -42,6 +45,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Sweep(a) => sweep::run(a),
         Command::VerifyEvidence(a) => verify_evidence::run(a),
         Command::Evidence(a) => evidence::run(a),
+        Command::Logits(a) => logits::run(a),
+        Command::Export(a) => export::run(a),
         Command::Needs { args } => needs::run(args),
     }
 }
@@ -51,4 +56,15 @@ pub(crate) fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn import_published(registry: &Registry) -> Result<usize> {
     let records: Vec<_> = infoat_reports::paper::embedded()?.iter().map(|p| p.to_record()).collect();
     Ok(registry.put_published_bulk(&records)?)
+}
+
+/// The model a command's `--run`/`--checkpoint`/`--torchscript` names (clap makes them
+/// exclusive and one required).
+fn model_source(m: &ModelArgs) -> Result<ModelSource> {
+    Ok(match (&m.run, &m.checkpoint, &m.torchscript) {
+        (Some(hash), None, None) => ModelSource::Run { hash: hash.clone() },
+        (None, Some(path), None) => ModelSource::Checkpoint { path: path.clone(), arch: m.arch },
+        (None, None, Some(path)) => ModelSource::TorchScript { path: path.clone() },
+        _ => anyhow::bail!("give exactly one of --run, --checkpoint, --torchscript"),
+    })
 }

@@ -21,7 +21,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         Command::Train(a) if a.data_dir.is_none() => {
             RunConfig::from_file(&a.config).map(|c| vec![c.data.dataset]).unwrap_or_default()
         }
-        Command::Eval(a) if a.data_dir.is_none() => match (a.dataset, &a.checkpoint, &a.run) {
+        Command::Eval(a) if a.data_dir.is_none() => match (a.dataset, &a.model.checkpoint, &a.model.run) {
             (Some(d), _, _) => vec![d],
             (None, Some(path), _) => pipeline::recorded_setup(path).ok().and_then(|(_, d)| d).into_iter().collect(),
             (None, None, Some(hash)) => Registry::open(&a.registry.registry)

@@ -138,10 +138,15 @@ fn put_ints_tuple(out: &mut Vec<u8>, v: &[i64]) {
     out.push(op::TUPLE);
 }
 
-/// Writes `tensor` (contiguous, on the CPU) as `torch.save(tensor, path)` would, so that
-/// `torch.load(path)` — `weights_only=True` included — returns it.
-pub fn save_tensor(tensor: &Tensor, path: &Path) -> Result<()> {
-    let t = tensor.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+/// A tensor's bytes (contiguous, on the CPU) and the pickle that rebuilds it.
+struct Storage {
+    bytes: Vec<u8>,
+}
+
+/// Appends to `pkl` the `_rebuild_tensor_v2` call of `tensor`, whose storage is the archive's
+/// entry `data/<key>`, and returns that storage's bytes.
+fn put_tensor(pkl: &mut Vec<u8>, tensor: &Tensor, key: usize, path: &Path) -> Result<Storage> {
+    let t = tensor.f_detach()?.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
     let kind = t.kind();
     let (storage, elem) =
         storage_of(kind).ok_or_else(|| bad(path, format!("a {kind:?} tensor has no torch.save storage type here")))?;
@@ -151,45 +156,72 @@ pub fn save_tensor(tensor: &Tensor, path: &Path) -> Result<()> {
     for i in (0..size.len().saturating_sub(1)).rev() {
         stride[i] = stride[i + 1] * size[i + 1].max(1);
     }
-    let mut pkl = vec![op::PROTO, 2];
-    put_global(&mut pkl, "torch._utils", "_rebuild_tensor_v2");
+    put_global(pkl, "torch._utils", "_rebuild_tensor_v2");
     pkl.push(op::MARK);
     pkl.push(op::MARK);
-    put_str(&mut pkl, "storage");
-    put_global(&mut pkl, "torch", storage);
-    put_str(&mut pkl, "0");
-    put_str(&mut pkl, "cpu");
-    put_int(&mut pkl, numel);
+    put_str(pkl, "storage");
+    put_global(pkl, "torch", storage);
+    put_str(pkl, &key.to_string());
+    put_str(pkl, "cpu");
+    put_int(pkl, numel);
     pkl.push(op::TUPLE);
     pkl.push(op::BINPERSID);
-    put_int(&mut pkl, 0);
-    put_ints_tuple(&mut pkl, &size);
-    put_ints_tuple(&mut pkl, &stride);
+    put_int(pkl, 0);
+    put_ints_tuple(pkl, &size);
+    put_ints_tuple(pkl, &stride);
     pkl.push(op::NEWFALSE);
-    put_global(&mut pkl, "collections", "OrderedDict");
+    put_global(pkl, "collections", "OrderedDict");
     pkl.push(op::EMPTY_TUPLE);
     pkl.push(op::REDUCE);
     pkl.push(op::TUPLE);
     pkl.push(op::REDUCE);
-    pkl.push(op::STOP);
+    let mut bytes = vec![0u8; numel as usize * elem];
+    t.f_copy_data_u8(&mut bytes, numel as usize)?;
+    Ok(Storage { bytes })
+}
 
-    let mut data = vec![0u8; numel as usize * elem];
-    t.f_copy_data_u8(&mut data, numel as usize)?;
+/// Writes the archive of pickle `pkl` and its storages (`data/0`, `data/1`, …), atomically.
+fn write_archive(path: &Path, pkl: &[u8], storages: &[Storage]) -> Result<()> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let stored = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let io = |e: zip::result::ZipError| bad(path, format!("writing the archive: {e}"));
-    for (name, bytes) in [
-        ("data.pkl", pkl.as_slice()),
-        ("byteorder", b"little".as_slice()),
-        ("data/0", data.as_slice()),
-        ("version", b"3\n".as_slice()),
-    ] {
+    let mut entries: Vec<(String, &[u8])> = vec![("data.pkl".into(), pkl), ("byteorder".into(), b"little")];
+    entries.extend(storages.iter().enumerate().map(|(i, s)| (format!("data/{i}"), s.bytes.as_slice())));
+    entries.push(("version".into(), b"3\n"));
+    for (name, bytes) in entries {
         zip.start_file_aligned(format!("{ARCHIVE}/{name}"), stored, ALIGN).map_err(io)?;
         zip.write_all(bytes).map_err(|e| Error::io(path, e))?;
     }
     let bytes = zip.finish().map_err(io)?.into_inner();
     infoat_registry::blobs::write_atomic(path, &bytes)?;
     Ok(())
+}
+
+/// Writes `tensor` as `torch.save(tensor, path)` would, so that `torch.load(path)` —
+/// `weights_only=True` included — returns it.
+pub fn save_tensor(tensor: &Tensor, path: &Path) -> Result<()> {
+    let mut pkl = vec![op::PROTO, 2];
+    let storage = put_tensor(&mut pkl, tensor, 0, path)?;
+    pkl.push(op::STOP);
+    write_archive(path, &pkl, &[storage])
+}
+
+/// Writes `entries` as `torch.save(state_dict, path)` would (an `OrderedDict` of name →
+/// tensor, in the given order), so that `model.load_state_dict(torch.load(path))` reads it.
+pub fn save_state_dict(entries: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let mut pkl = vec![op::PROTO, 2];
+    put_global(&mut pkl, "collections", "OrderedDict");
+    pkl.push(op::EMPTY_TUPLE);
+    pkl.push(op::REDUCE);
+    pkl.push(op::MARK);
+    let mut storages = Vec::with_capacity(entries.len());
+    for (i, (name, t)) in entries.iter().enumerate() {
+        put_str(&mut pkl, name);
+        storages.push(put_tensor(&mut pkl, t, i, path)?);
+    }
+    pkl.push(op::SETITEMS);
+    pkl.push(op::STOP);
+    write_archive(path, &pkl, &storages)
 }
 
 /// A value of the restricted unpickler.

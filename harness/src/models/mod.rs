@@ -1,12 +1,15 @@
-//! The paper's architectures (SPEC §4), with PyTorch-compatible parameter names so a checkpoint
-//! loads into the reference PyTorch models with `load_state_dict`.
+//! The paper's architectures (SPEC §4) and RobustBench's model-zoo ones (issue 23), with
+//! PyTorch-compatible parameter names so a checkpoint loads into the reference PyTorch models
+//! with `load_state_dict`, and a PyTorch `state_dict` into these.
 //!
 //! [`Arch`] names an architecture; [`Network::new`] builds it in a fresh `VarStore` with the
 //! SPEC's initialisation, drawing from libtorch's generator (seed it first with
 //! `tch::manual_seed`).
 
 mod classifier;
+mod dm_resnet;
 pub(crate) mod layers;
+mod preact_resnet;
 mod resnet;
 mod small_cnn;
 mod wide_resnet;
@@ -23,18 +26,22 @@ use crate::data::ImageShape;
 use crate::precision::{Autocast, Precision};
 use crate::{Error, Result};
 
-/// The architectures of the paper and of the CPU presets.
+/// The architectures: the paper's and the CPU presets' (SPEC §4), and the model zoo's
+/// (RobustBench 1.1.1's definitions, for its checkpoints; issue 23). The serde and command-line
+/// spelling of each is its [`infoat_registry::ArchId`] name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Arch {
     /// TRADES' SmallCNN for 28x28 grey images (312,202 parameters).
     #[serde(rename = "smallcnn")]
     #[value(name = "smallcnn")]
     SmallCnn,
-    /// CIFAR ResNet-18, post-activation (11,173,962 parameters for 10 classes).
+    /// CIFAR ResNet-18, post-activation (11,173,962 parameters for 10 classes); also
+    /// RobustBench's `ResNet18`.
     #[serde(rename = "resnet18")]
     #[value(name = "resnet18")]
     ResNet18,
-    /// WideResNet-34-10 (46,160,474 parameters for 10 classes).
+    /// WideResNet-34-10 (46,160,474 parameters for 10 classes); also RobustBench's
+    /// `WideResNet(34, 10)`.
     #[serde(rename = "wrn34_10")]
     #[value(name = "wrn34_10")]
     Wrn34x10,
@@ -42,9 +49,89 @@ pub enum Arch {
     #[serde(rename = "wrn28_10")]
     #[value(name = "wrn28_10")]
     Wrn28x10,
+    /// RobustBench's PreActResNet-18 (11,171,146 parameters for 10 classes).
+    #[serde(rename = "preact_resnet18")]
+    #[value(name = "preact_resnet18")]
+    PreActResNet18,
+    /// WideResNet-34-15 (103,819,674 parameters for 10 classes).
+    #[serde(rename = "wrn34_15")]
+    #[value(name = "wrn34_15")]
+    Wrn34x15,
+    /// WideResNet-34-20 (184,531,674 parameters for 10 classes).
+    #[serde(rename = "wrn34_20")]
+    #[value(name = "wrn34_20")]
+    Wrn34x20,
+    /// WideResNet-70-16 (266,796,506 parameters for 10 classes).
+    #[serde(rename = "wrn70_16")]
+    #[value(name = "wrn70_16")]
+    Wrn70x16,
+    /// DeepMind-style WideResNet-28-10: Swish, normalisation inside (36,479,194 parameters).
+    #[serde(rename = "dm_wrn28_10")]
+    #[value(name = "dm_wrn28_10")]
+    DmWrn28x10,
+    /// DeepMind-style WideResNet-34-20 (184,531,674 parameters).
+    #[serde(rename = "dm_wrn34_20")]
+    #[value(name = "dm_wrn34_20")]
+    DmWrn34x20,
+    /// DeepMind-style WideResNet-70-16 (266,796,506 parameters).
+    #[serde(rename = "dm_wrn70_16")]
+    #[value(name = "dm_wrn70_16")]
+    DmWrn70x16,
+    /// DeepMind-style WideResNet-106-16 (415,475,162 parameters).
+    #[serde(rename = "dm_wrn106_16")]
+    #[value(name = "dm_wrn106_16")]
+    DmWrn106x16,
+    /// DeepMind-style PreActResNet-18: Swish, normalisation inside (12,548,426 parameters).
+    #[serde(rename = "dm_preact_resnet18")]
+    #[value(name = "dm_preact_resnet18")]
+    DmPreActResNet18,
+}
+
+/// The network an [`Arch`] builds, with its size parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// TRADES' SmallCNN.
+    SmallCnn,
+    /// The post-activation CIFAR ResNet-18.
+    ResNet18,
+    /// RobustBench's PreActResNet-18.
+    PreActResNet18,
+    /// The TRADES/RobustBench WideResNet-depth-width (ReLU, no normalisation inside).
+    WideResNet {
+        /// 6n+4.
+        depth: i64,
+        /// The widen factor.
+        width: i64,
+    },
+    /// The DeepMind-style WideResNet-depth-width (Swish, normalisation inside).
+    DmWideResNet {
+        /// 6n+4.
+        depth: i64,
+        /// The widen factor.
+        width: i64,
+    },
+    /// The DeepMind-style PreActResNet-18.
+    DmPreActResNet18,
 }
 
 impl Arch {
+    /// Every architecture, the paper's first.
+    pub const ALL: [Arch; 13] = [
+        Arch::SmallCnn,
+        Arch::ResNet18,
+        Arch::Wrn34x10,
+        Arch::Wrn28x10,
+        Arch::PreActResNet18,
+        Arch::Wrn34x15,
+        Arch::Wrn34x20,
+        Arch::Wrn70x16,
+        Arch::DmWrn28x10,
+        Arch::DmWrn34x20,
+        Arch::DmWrn70x16,
+        Arch::DmWrn106x16,
+        Arch::DmPreActResNet18,
+    ];
+
     /// The architecture's id, as records and reports know it.
     pub fn id(self) -> infoat_registry::ArchId {
         use infoat_registry::ArchId;
@@ -53,6 +140,36 @@ impl Arch {
             Arch::ResNet18 => ArchId::ResNet18,
             Arch::Wrn34x10 => ArchId::Wrn34x10,
             Arch::Wrn28x10 => ArchId::Wrn28x10,
+            Arch::PreActResNet18 => ArchId::PreActResNet18,
+            Arch::Wrn34x15 => ArchId::Wrn34x15,
+            Arch::Wrn34x20 => ArchId::Wrn34x20,
+            Arch::Wrn70x16 => ArchId::Wrn70x16,
+            Arch::DmWrn28x10 => ArchId::DmWrn28x10,
+            Arch::DmWrn34x20 => ArchId::DmWrn34x20,
+            Arch::DmWrn70x16 => ArchId::DmWrn70x16,
+            Arch::DmWrn106x16 => ArchId::DmWrn106x16,
+            Arch::DmPreActResNet18 => ArchId::DmPreActResNet18,
+        }
+    }
+
+    /// The network this architecture builds.
+    pub fn family(self) -> Family {
+        let wide = |depth, width| Family::WideResNet { depth, width };
+        let dm = |depth, width| Family::DmWideResNet { depth, width };
+        match self {
+            Arch::SmallCnn => Family::SmallCnn,
+            Arch::ResNet18 => Family::ResNet18,
+            Arch::PreActResNet18 => Family::PreActResNet18,
+            Arch::Wrn34x10 => wide(34, 10),
+            Arch::Wrn28x10 => wide(28, 10),
+            Arch::Wrn34x15 => wide(34, 15),
+            Arch::Wrn34x20 => wide(34, 20),
+            Arch::Wrn70x16 => wide(70, 16),
+            Arch::DmWrn28x10 => dm(28, 10),
+            Arch::DmWrn34x20 => dm(34, 20),
+            Arch::DmWrn70x16 => dm(70, 16),
+            Arch::DmWrn106x16 => dm(106, 16),
+            Arch::DmPreActResNet18 => Family::DmPreActResNet18,
         }
     }
 
@@ -61,19 +178,35 @@ impl Arch {
         self.id().name()
     }
 
+    /// State-dict entries a checkpoint of this architecture may carry that the forward pass
+    /// never reads, by key prefix: RobustBench's `WideResNet(..., sub_block1=True)` (most of its
+    /// TRADES-style entries) registers an unused `sub_block1` group, saved with the weights.
+    pub fn unused_prefixes(self) -> &'static [&'static str] {
+        match self.family() {
+            Family::WideResNet { .. } => &["sub_block1."],
+            _ => &[],
+        }
+    }
+
     /// Checks that this architecture accepts images of `shape`.
     pub fn check_input(self, shape: ImageShape) -> Result<()> {
-        let ok = match self {
-            Arch::SmallCnn => shape.height == 28 && shape.width == 28,
+        let family = self.family();
+        let ok = match family {
+            Family::SmallCnn => shape.height == 28 && shape.width == 28,
+            Family::DmWideResNet { .. } | Family::DmPreActResNet18 => {
+                shape.channels == 3 && shape.height == 32 && shape.width == 32
+            }
             _ => shape.height == 32 && shape.width == 32,
         };
         if ok {
             Ok(())
         } else {
-            let want = if self == Arch::SmallCnn {
-                "28x28 images (MNIST, Fashion-MNIST)"
-            } else {
-                "32x32 images (CIFAR-10/100, SVHN)"
+            let want = match family {
+                Family::SmallCnn => "28x28 images (MNIST, Fashion-MNIST)",
+                Family::DmWideResNet { .. } | Family::DmPreActResNet18 => {
+                    "32x32 colour images (CIFAR-10/100, SVHN; it normalises 3 channels inside)"
+                }
+                _ => "32x32 images (CIFAR-10/100, SVHN)",
             };
             Err(Error::Invalid(format!(
                 "architecture {} takes {want}, but the dataset has {}x{}x{} images",
@@ -126,11 +259,13 @@ impl Network {
         let root = vs.root();
         let c = input.channels as i64;
         let k = num_classes as i64;
-        let net: Box<dyn Net> = match arch {
-            Arch::SmallCnn => Box::new(small_cnn::SmallCnn::new(&root, c, k)),
-            Arch::ResNet18 => Box::new(resnet::ResNet18::new(&root, c, k)),
-            Arch::Wrn34x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 34, 10)),
-            Arch::Wrn28x10 => Box::new(wide_resnet::WideResNet::new(&root, c, k, 28, 10)),
+        let net: Box<dyn Net> = match arch.family() {
+            Family::SmallCnn => Box::new(small_cnn::SmallCnn::new(&root, c, k)),
+            Family::ResNet18 => Box::new(resnet::ResNet18::new(&root, c, k)),
+            Family::PreActResNet18 => Box::new(preact_resnet::PreActResNet18::new(&root, c, k)),
+            Family::WideResNet { depth, width } => Box::new(wide_resnet::WideResNet::new(&root, c, k, depth, width)),
+            Family::DmWideResNet { depth, width } => Box::new(dm_resnet::DmWideResNet::new(&root, k, depth, width)),
+            Family::DmPreActResNet18 => Box::new(dm_resnet::DmPreActResNet18::new(&root, k)),
         };
         Ok(Network { arch, num_classes, vs, net, precision: Precision::Fp32, channels_last: false })
     }

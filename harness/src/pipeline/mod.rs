@@ -7,7 +7,8 @@
 //! - [`suite`]: the attack suite as hashed into an evaluation's key;
 //! - [`preset`]: a preset's runs planned ([`plan_status`]) and reproduced ([`reproduce_run`]);
 //! - [`report`]: the registry's tables rendered to files ([`write_report`]);
-//! - [`mod@analyze`]: the paper's analysis figures ([`analyze()`]).
+//! - [`mod@analyze`]: the paper's analysis figures ([`analyze()`]);
+//! - [`mod@logits`]: a model's logits on the first test images ([`logits::logits`]).
 //!
 //! A training attempt is recorded as `running` when it starts and after every epoch; its
 //! resumable state lives in `<registry>/work/<config hash>/state/`. Only once the final
@@ -27,6 +28,7 @@ pub mod analyze;
 pub mod evaluate;
 pub mod evidence;
 pub mod external;
+pub mod logits;
 pub mod preset;
 pub mod report;
 pub mod suite;

@@ -246,6 +246,9 @@ pub fn train_run(
 
 /// The arch and dataset a checkpoint's recorded config names, if it carries one.
 pub fn recorded_setup(path: &Path) -> Result<(Option<Arch>, Option<Dataset>)> {
+    if checkpoint::format_of(path)? == checkpoint::Format::TorchSave {
+        return Ok((None, None));
+    }
     let meta = checkpoint::read_metadata(path)?;
     let Some(json) = meta.get(checkpoint::META_CONFIG) else { return Ok((None, None)) };
     let v: serde_json::Value = serde_json::from_str(json)?;
