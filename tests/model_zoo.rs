@@ -43,11 +43,12 @@ fn robustbench_architectures_give_pytorchs_logits() {
 }
 
 /// A zoo checkpoint (robustbench's PreActResNet-18, `{"state_dict": …}`) evaluated end to end by
-/// `infoat eval --checkpoint` under AutoAttack on the shipped CIFAR-10 images, with no Python in
-/// the loop; the evaluation is refused as a model card (20 images are not RobustBench's
-/// protocol); the wrong architecture is a named error.
+/// `infoat eval --checkpoint` under the paper's white-box suite, AutoAttack included, with its
+/// sanity checks and diagnostics, on the shipped CIFAR-10 images, with no Python in the loop;
+/// the evaluation is refused as a model card (20 images are not RobustBench's protocol); the
+/// wrong architecture is a named error.
 #[test]
-#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored)"]
+#[ignore = "slow: ./ci/test runs it (cargo test -- --ignored); about 3 minutes on 2 cores"]
 fn a_zoo_checkpoint_evaluates_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let rb = robustbench_dir();
@@ -60,7 +61,8 @@ fn a_zoo_checkpoint_evaluates_end_to_end() {
     let data = data.to_str().unwrap();
     let out = infoat(dir.path())
         .args(["eval", "--checkpoint", "zoo.pt", "--arch", "preact_resnet18", "--dataset", "cifar10"])
-        .args(["--data-dir", data, "--device", "cpu", "--attacks", "pgd20,aa", "--json"])
+        .args(["--data-dir", data, "--device", "cpu", "--json", "--attacks"])
+        .arg("fgsm,pgd20,pgd100,pgd_plus,cw20,cw100,bpda,infopgd20,aa")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -68,8 +70,15 @@ fn a_zoo_checkpoint_evaluates_end_to_end() {
     assert_eq!(ev["model"]["source"], "checkpoint");
     assert_eq!(ev["model"]["arch"], "preact_resnet18");
     assert_eq!(ev["n"], 20, "{ev}");
+    assert_eq!(ev["attacks"].as_object().unwrap().len(), 9, "{ev}");
     let aa = &ev["attacks"]["aa"];
     assert!(aa["robust_acc"].as_f64().unwrap() <= ev["clean_acc"].as_f64().unwrap(), "{ev}");
+    // AutoAttack's planted self-tests ran on the zoo model's twins and passed.
+    let tests = aa["diagnostics"]["self_tests"].as_object().unwrap_or_else(|| panic!("{aa}"));
+    assert_eq!(tests.len(), 3, "{aa}");
+    for (name, t) in tests {
+        assert_eq!(t["found"], t["planted"], "{name}: {t}");
+    }
     let key = ev["key"].as_str().unwrap();
 
     let out = infoat(dir.path()).args(["export", "robustbench", &key[..12]]).output().unwrap();

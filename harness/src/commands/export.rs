@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use infoat_harness::cli::{ExportCmd, ExportFormat, ExportRobustbenchArgs};
 use infoat_harness::attacks::{AttackBuild, AttackId};
+use infoat_harness::cli::{ExportCmd, ExportFormat, ExportRobustbenchArgs};
 use infoat_harness::pipeline::evidence::{describe, select};
 use infoat_harness::pipeline::outdated_attacks;
 use infoat_registry::{EvalRecord, MethodKind, Registry};
