@@ -81,6 +81,19 @@ fn a_zoo_checkpoint_evaluates_end_to_end() {
     }
     let key = ev["key"].as_str().unwrap();
 
+    // The evaluation leaves in RobustBench's external-evaluation layout with the zoo weights as
+    // safetensors, and a fresh registry verifies every image from that folder alone.
+    let out = infoat(dir.path()).args(["evidence", "export", &key[..12], "--out", "ev"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let head = std::fs::read(dir.path().join("ev/model.safetensors")).unwrap();
+    assert_ne!(&head[..2], b"PK", "the layout's model file is safetensors, not the torch.save zip");
+    let out = infoat(dir.path())
+        .args(["evidence", "import", "ev", "--registry", "fresh", "--data-dir", data, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out)["rejected"], 0);
+
     let out = infoat(dir.path()).args(["export", "robustbench", &key[..12]]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

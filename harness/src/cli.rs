@@ -209,7 +209,7 @@ pub struct LogitsArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Device.
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceChoice,
     /// The first N test images.
     #[arg(long, visible_alias = "limit", default_value_t = 20)]
@@ -661,7 +661,7 @@ pub enum EvidenceAction {
         /// The model, when not the folder's model.safetensors: a harness run by config hash.
         #[arg(long, value_name = "HASH", conflicts_with_all = ["checkpoint", "torchscript"])]
         run: Option<String>,
-        /// …or a safetensors checkpoint.
+        /// …or a checkpoint (safetensors, or a torch.save state dict).
         #[arg(long, value_name = "FILE", conflicts_with = "torchscript")]
         checkpoint: Option<PathBuf>,
         /// …or a TorchScript module.

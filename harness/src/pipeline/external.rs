@@ -167,9 +167,17 @@ pub fn export(registry: &Registry, record: &EvalRecord, dir: &Path) -> Result<Ex
     let mut files = vec![dir.join(IMAGES_FILE)];
     torch_file::save_tensor(&images, &files[0])?;
     if identity.source != "torchscript" {
-        let bytes = std::fs::read(&identity.path).map_err(|e| Error::io(&identity.path, e))?;
         let path = dir.join(MODEL_FILE);
-        infoat_registry::blobs::write_atomic(&path, &bytes)?;
+        if crate::checkpoint::format_of(&identity.path)? == crate::checkpoint::Format::TorchSave {
+            // The layout's model file is safetensors: a torch.save state dict's weights are
+            // written as one (the same digest: the loaded weights').
+            let (model, ..) =
+                super::evaluate::load_checkpoint(&identity.path, identity.arch, Some(data.dataset), tch::Device::Cpu)?;
+            crate::checkpoint::save(&model, &path, &Default::default())?;
+        } else {
+            let bytes = std::fs::read(&identity.path).map_err(|e| Error::io(&identity.path, e))?;
+            infoat_registry::blobs::write_atomic(&path, &bytes)?;
+        }
         files.push(path);
     }
     let worst = robust_share(registry, record, subset.attacked)?;
