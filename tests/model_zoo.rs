@@ -39,7 +39,7 @@ fn robustbench_architectures_give_pytorchs_logits() {
     }
     // Every checkpoint variant RobustBench ships was read.
     let variants: std::collections::BTreeSet<&str> = archs.values().filter_map(|r| r["variant"].as_str()).collect();
-    assert_eq!(variants.len(), 4, "{variants:?}");
+    assert_eq!(variants.len(), 6, "{variants:?}");
 }
 
 /// A zoo checkpoint (robustbench's PreActResNet-18, `{"state_dict": …}`) evaluated end to end by

@@ -3,7 +3,8 @@
 built from robustbench 1.1.1's own definitions (the files of the wheel ci/bootstrap-robustbench
 unpacks, loaded by path: they need only torch), given random weights and BatchNorm statistics
 calibrated on the real test images, saved with torch.save as RobustBench ships checkpoints (the
-variants rotate: a bare state dict, {"state_dict": ...}, {"model": ...}, "module."-prefixed keys),
+variants rotate: a bare state dict, {"state_dict": ...}, {"model": ...}, "module."-prefixed keys,
+beside training state, the legacy pre-1.6 format),
 then loaded by `infoat logits --checkpoint` and the logits compared on the same real images.
 
   robustbench_archs.py check --robustbench DIR --infoat BIN [--archs a,b] [--tol 1e-4] [--keep DIR]
@@ -123,18 +124,30 @@ def randomised(build, x, seed):
 
 
 def save(model, path, variant):
+    """torch.save as checkpoints in the wild are written: a bare state dict, wrapped, with
+    DataParallel's prefix, beside training state (argparse args, a torch.device, bytes, a set,
+    an optimizer's state dict), or in the legacy (pre-1.6) format."""
     sd = model.state_dict()
+    legacy = False
     if variant == "module.":
-        sd = {"module." + k: v for k, v in sd.items()}
-        obj = sd
+        obj = {"module." + k: v for k, v in sd.items()}
     elif variant == "plain":
         obj = sd
+    elif variant == "training-state":
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        obj = {"state_dict": sd, "epoch": 100, "args": argparse.Namespace(lr=0.1, arch="x"),
+               "device": torch.device("cpu"), "tag": b"\x00\x01", "seen": {1, 2}, "optimizer": opt.state_dict()}
+    elif variant == "legacy":
+        obj, legacy = sd, True
     else:
         obj = {variant: sd, "epoch": 100}
-    torch.save(obj, path)
+    if legacy:
+        torch.save(obj, path, _use_new_zipfile_serialization=False)
+    else:
+        torch.save(obj, path)
 
 
-VARIANTS = ["plain", "state_dict", "model", "module."]
+VARIANTS = ["plain", "state_dict", "model", "module.", "training-state", "legacy"]
 
 
 def check(args):

@@ -233,29 +233,24 @@ fn verify_digest(
 pub enum Format {
     /// safetensors, as the harness writes checkpoints.
     Safetensors,
-    /// `torch.save(state_dict)` (a zip archive), as RobustBench and the reference repositories
-    /// ship checkpoints (`.pt`, `.pth`).
+    /// `torch.save(state_dict)` (a zip archive, or the legacy format of PyTorch < 1.6), as
+    /// RobustBench and the reference repositories ship checkpoints (`.pt`, `.pth`).
     TorchSave,
 }
 
-/// The format of the file at `path`, from its first bytes (a zip archive is a `torch.save`
-/// file; anything else is read as safetensors, whose reader names what is wrong with it).
+/// The format of the file at `path`, from its first bytes: a zip archive, or the legacy
+/// format's magic number, is a `torch.save` file; anything else is read as safetensors, whose
+/// reader names what is wrong with it.
 pub fn format_of(path: &Path) -> Result<Format> {
     use std::io::Read;
-    // torch.save's format before PyTorch 1.6 starts with a pickled magic number.
-    const LEGACY_MAGIC: [u8; 14] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
     let mut head = [0u8; 14];
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-    match &head[..n] {
-        [b'P', b'K', 3, 4, ..] => Ok(Format::TorchSave),
-        h if h == LEGACY_MAGIC => Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: "a torch.save file in the legacy (pre-1.6) format, which is not read here; re-save it \
-                      with PyTorch >= 1.6: torch.save(torch.load(old, weights_only=True), new)"
-                .into(),
-        }),
-        _ => Ok(Format::Safetensors),
+    let head = &head[..n];
+    if head.starts_with(b"PK\x03\x04") || head == crate::interop::torch_file::LEGACY_MAGIC {
+        Ok(Format::TorchSave)
+    } else {
+        Ok(Format::Safetensors)
     }
 }
 
@@ -523,10 +518,11 @@ mod tests {
         save_state_dict(&with_sub, &wpath).unwrap();
         let mut wdst = build(Arch::Wrn28x10, 10, 2);
         assert_eq!(load_into(&mut wdst, &wpath).unwrap().hash, digest(&wrn).unwrap());
-        // A pre-1.6 torch.save file is named as such.
+        // A legacy-format file cut after its magic number is a named error.
         let legacy = dir.path().join("old.pt");
         std::fs::write(&legacy, b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+        assert_eq!(format_of(&legacy).unwrap(), Format::TorchSave);
         let e = load_into(&mut wdst, &legacy).unwrap_err().to_string();
-        assert!(e.contains("legacy") && e.contains("re-save"), "{e}");
+        assert!(e.contains("old.pt") && e.contains("ends early"), "{e}");
     }
 }

@@ -8,10 +8,20 @@
 //! `data/<key>`, plus `version` and `byteorder`. A tensor is
 //! `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`.
 //!
-//! The reader runs a **restricted** unpickler: the few opcodes `torch.save` emits for tensors,
-//! tuples, lists, dicts and scalars, and only the globals above plus `collections.OrderedDict`
-//! — anything else is refused by name, so a file cannot execute code (as `torch.load(...,
-//! weights_only=True)`).
+//! Files from PyTorch before 1.6 (and `torch.save(..., _use_new_zipfile_serialization=False)`)
+//! use the **legacy** format instead: five pickles in a row — a magic number, the protocol
+//! version, the writer's byte order and type sizes, the object (the same persistent references,
+//! with a sixth element for views), the list of storage keys — then each storage as its element
+//! count (8 bytes, little-endian) and raw bytes, in that list's order. Both are read.
+//!
+//! The reader runs a **restricted** unpickler written here: nothing in a file is ever executed
+//! or imported. It understands the opcodes of pickle protocols 2–4, the globals above plus
+//! `collections.OrderedDict` and `torch._utils._rebuild_parameter`. An adversarial-image file
+//! ([`load_tensor`]) may name nothing else: any other global is refused by name. A state dict
+//! ([`load_state_dict`]) is often saved beside other objects (`args` as an
+//! `argparse.Namespace`, NumPy scalars, `torch.device`s, optimizer state); there any other global
+//! is kept as an opaque name, calls and objects built from it stay opaque, and only tensors are
+//! ever taken from the file.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
@@ -102,7 +112,26 @@ mod op {
     pub const MEMOIZE: u8 = 0x94;
     pub const FRAME: u8 = 0x95;
     pub const STOP: u8 = b'.';
+    pub const POP: u8 = b'0';
+    pub const POP_MARK: u8 = b'1';
+    pub const DUP: u8 = b'2';
+    pub const BINSTRING: u8 = b'T';
+    pub const SHORT_BINSTRING: u8 = b'U';
+    pub const BINBYTES: u8 = b'B';
+    pub const SHORT_BINBYTES: u8 = b'C';
+    pub const BINUNICODE8: u8 = 0x8d;
+    pub const BINBYTES8: u8 = 0x8e;
+    pub const LONG4: u8 = 0x8b;
+    pub const NEWOBJ: u8 = 0x81;
+    pub const EMPTY_SET: u8 = 0x8f;
+    pub const ADDITEMS: u8 = 0x90;
+    pub const FROZENSET: u8 = 0x91;
+    pub const STACK_GLOBAL: u8 = 0x93;
 }
+
+/// The first 14 bytes of a legacy `torch.save` file: its first pickle, the magic number
+/// 0x1950a86a20f9469cfc6c (protocol 2, `LONG1` of 10 bytes).
+pub const LEGACY_MAGIC: [u8; 14] = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
 fn put_int(out: &mut Vec<u8>, v: i64) {
     if (0..256).contains(&v) {
@@ -239,7 +268,23 @@ enum Value {
     /// A persistent storage reference: (storage type, key, numel).
     Storage(String, String, i64),
     Tensor(Tensor),
+    /// A tensor of a legacy file, whose storage bytes follow the pickle: rebuilt once they are
+    /// read ([`resolve`]).
+    Pending(Pending),
+    /// Anything a state dict file holds that is not data the reader understands (an object of
+    /// another class, bytes, a huge integer): kept by a name, never used.
+    Opaque(String),
     Mark,
+}
+
+/// A legacy file's tensor before its storage is read.
+#[derive(Debug, Clone)]
+struct Pending {
+    kind: Kind,
+    key: String,
+    offset: i64,
+    size: Vec<i64>,
+    stride: Vec<i64>,
 }
 
 impl Value {
@@ -259,8 +304,18 @@ impl Value {
     }
 }
 
-/// The globals a file may name (anything else is refused).
-const ALLOWED: &[&str] = &["torch._utils._rebuild_tensor_v2", "collections.OrderedDict"];
+/// The globals a file may name (anything else is refused, or opaque in a lenient read).
+const ALLOWED: &[&str] =
+    &["torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter", "collections.OrderedDict"];
+
+/// Where a tensor's storage bytes come from.
+enum Storages<'a> {
+    /// A zip archive's `data/<key>` entries, read on demand.
+    Entries(&'a dyn Fn(&str) -> Result<Vec<u8>>),
+    /// After the pickle (legacy format): tensors stay [`Value::Pending`]; each storage's type is
+    /// recorded here for [`read_legacy`].
+    Deferred(BTreeMap<String, String>),
+}
 
 struct Unpickler<'a> {
     pkl: &'a [u8],
@@ -269,7 +324,9 @@ struct Unpickler<'a> {
     memo: BTreeMap<u32, usize>,
     memo_values: Vec<Value>,
     path: &'a Path,
-    entries: &'a dyn Fn(&str) -> Result<Vec<u8>>,
+    storages: Storages<'a>,
+    /// Unknown globals become opaque values instead of an error.
+    lenient: bool,
 }
 
 impl Unpickler<'_> {
@@ -332,13 +389,40 @@ impl Unpickler<'_> {
     }
 
     fn reduce(&mut self, func: Value, args: Value) -> Result<Value> {
-        let Value::Global(name) = func else { return Err(bad(self.path, "data.pkl: REDUCE on a non-callable")) };
+        let name = match func {
+            Value::Global(name) => name,
+            Value::Opaque(name) if self.lenient => return Ok(Value::Opaque(name)),
+            _ => return Err(bad(self.path, "data.pkl: REDUCE on a non-callable")),
+        };
         let Value::Tuple(args) = args else { return Err(bad(self.path, "data.pkl: REDUCE without an argument tuple")) };
         match name.as_str() {
             "collections.OrderedDict" => Ok(Value::Dict(Vec::new())),
             "torch._utils._rebuild_tensor_v2" => self.rebuild_tensor(args),
+            // nn.Parameter(data, requires_grad, hooks): the data.
+            "torch._utils._rebuild_parameter" => match args.into_iter().next() {
+                Some(t @ (Value::Tensor(_) | Value::Pending(_))) => Ok(t),
+                _ => Err(bad(self.path, "data.pkl: _rebuild_parameter without a tensor")),
+            },
             other => Err(bad(self.path, format!("data.pkl calls {other}, which a tensor file never needs (refused)"))),
         }
+    }
+
+    /// The value of a global named `full`: a storage type, an allowed function, or (lenient)
+    /// an opaque name.
+    fn global(&mut self, full: String) -> Result<Value> {
+        if let Some(stype) = full.strip_prefix("torch.").filter(|s| s.ends_with("Storage")) {
+            Ok(Value::Str(format!("storage:{stype}")))
+        } else if ALLOWED.contains(&full.as_str()) {
+            Ok(Value::Global(full))
+        } else if self.lenient {
+            Ok(Value::Opaque(full))
+        } else {
+            Err(bad(self.path, format!("data.pkl names {full}, which a tensor file never needs (refused)")))
+        }
+    }
+
+    fn push_opaque(&mut self, what: &str) {
+        self.stack.push(Value::Opaque(what.to_string()));
     }
 
     fn rebuild_tensor(&mut self, args: Vec<Value>) -> Result<Value> {
@@ -357,7 +441,14 @@ impl Unpickler<'_> {
         let kind = kind_of_storage(&stype)
             .ok_or_else(|| bad(self.path, format!("storage type torch.{stype} is not supported")))?;
         let (_, elem) = storage_of(kind).expect("known kind");
-        let bytes = (self.entries)(&format!("data/{key}"))?;
+        let entries = match &mut self.storages {
+            Storages::Entries(entries) => *entries,
+            Storages::Deferred(types) => {
+                types.insert(key.clone(), stype);
+                return Ok(Value::Pending(Pending { kind, key, offset, size, stride }));
+            }
+        };
+        let bytes = entries(&format!("data/{key}"))?;
         if bytes.len() != numel as usize * elem {
             return Err(bad(
                 self.path,
@@ -365,16 +456,11 @@ impl Unpickler<'_> {
             ));
         }
         let storage = Tensor::f_from_data_size(&bytes, &[numel], kind)?;
-        // The view the tensor is of its storage, checked against the storage's extent.
-        let extent: i64 = size.iter().zip(&stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>() + 1;
-        if size.iter().product::<i64>() > 0 && offset + extent > numel {
-            return Err(bad(self.path, format!("a tensor of size {size:?} reaches past its storage of {numel}")));
-        }
-        let t = storage.f_as_strided(&size, &stride, Some(offset))?.f_contiguous()?;
-        Ok(Value::Tensor(t))
+        Ok(Value::Tensor(view_of(&storage, offset, &size, &stride, self.path)?))
     }
 
-    fn run(mut self) -> Result<Value> {
+    /// Runs the pickle from the current position to its STOP; the position is then just after.
+    fn run(&mut self) -> Result<Value> {
         loop {
             let code = self.u8()?;
             match code {
@@ -389,17 +475,77 @@ impl Unpickler<'_> {
                 op::GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let full = format!("{module}.{name}");
-                    if let Some(stype) = full.strip_prefix("torch.").filter(|s| s.ends_with("Storage")) {
-                        self.stack.push(Value::Str(format!("storage:{stype}")));
-                    } else if ALLOWED.contains(&full.as_str()) {
-                        self.stack.push(Value::Global(full));
-                    } else {
-                        return Err(bad(
-                            self.path,
-                            format!("data.pkl names {full}, which a tensor file never needs (refused)"),
-                        ));
+                    let v = self.global(format!("{module}.{name}"))?;
+                    self.stack.push(v);
+                }
+                op::STACK_GLOBAL => {
+                    let (Value::Str(name), Value::Str(module)) = (self.pop()?, self.pop()?) else {
+                        return Err(bad(self.path, "data.pkl: STACK_GLOBAL without two strings"));
+                    };
+                    let v = self.global(format!("{module}.{name}"))?;
+                    self.stack.push(v);
+                }
+                op::NEWOBJ => {
+                    let _args = self.pop()?;
+                    match self.pop()? {
+                        Value::Opaque(name) if self.lenient => self.stack.push(Value::Opaque(name)),
+                        _ => {
+                            return Err(bad(
+                                self.path,
+                                "data.pkl builds an object, which a tensor file never needs (refused)",
+                            ))
+                        }
                     }
+                }
+                op::POP => {
+                    self.pop()?;
+                }
+                op::POP_MARK => {
+                    self.pop_mark()?;
+                }
+                op::DUP => {
+                    let top = self.stack.last().and_then(clone_value);
+                    let top = top.ok_or_else(|| bad(self.path, "data.pkl: DUP of nothing"))?;
+                    self.stack.push(top);
+                }
+                op::BINSTRING | op::SHORT_BINSTRING => {
+                    let n = if code == op::BINSTRING { self.u32()? as usize } else { usize::from(self.u8()?) };
+                    // Python 2 byte strings, read as Latin-1 as torch.load's default encoding does.
+                    let s = self.take(n)?.iter().map(|&b| char::from(b)).collect();
+                    self.stack.push(Value::Str(s));
+                }
+                op::BINUNICODE8 => {
+                    let n = usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+                        .map_err(|_| bad(self.path, "data.pkl: a string longer than memory"))?;
+                    let s = String::from_utf8_lossy(self.take(n)?).into_owned();
+                    self.stack.push(Value::Str(s));
+                }
+                op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 => {
+                    let n = match code {
+                        op::SHORT_BINBYTES => usize::from(self.u8()?),
+                        op::BINBYTES => self.u32()? as usize,
+                        _ => usize::try_from(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+                            .map_err(|_| bad(self.path, "data.pkl: bytes longer than memory"))?,
+                    };
+                    self.take(n)?;
+                    self.push_opaque("bytes");
+                }
+                op::LONG4 => {
+                    let n = self.u32()? as usize;
+                    self.take(n)?;
+                    self.push_opaque("int");
+                }
+                op::EMPTY_SET => self.stack.push(Value::List(Vec::new())),
+                op::ADDITEMS => {
+                    let items = self.pop_mark()?;
+                    match self.stack.last_mut() {
+                        Some(Value::List(l)) => l.extend(items),
+                        _ => return Err(bad(self.path, "data.pkl: ADDITEMS to a non-set")),
+                    }
+                }
+                op::FROZENSET => {
+                    let items = self.pop_mark()?;
+                    self.stack.push(Value::List(items));
                 }
                 op::EMPTY_TUPLE => self.stack.push(Value::Tuple(Vec::new())),
                 op::TUPLE => {
@@ -474,7 +620,9 @@ impl Unpickler<'_> {
                 op::LONG1 => {
                     let n = usize::from(self.u8()?);
                     if n > 8 {
-                        return Err(bad(self.path, "data.pkl: an integer wider than 64 bits"));
+                        self.take(n)?;
+                        self.push_opaque("int");
+                        continue;
                     }
                     let b = self.take(n)?;
                     let mut buf = if b.last().is_some_and(|x| x & 0x80 != 0) { [0xffu8; 8] } else { [0u8; 8] };
@@ -494,8 +642,12 @@ impl Unpickler<'_> {
                         return Err(bad(self.path, "data.pkl: a persistent id that is no tuple"));
                     };
                     match parts.as_slice() {
-                        [Value::Str(tag), Value::Str(stype), Value::Str(key), _location, Value::Int(numel)]
-                            if tag == "storage" && stype.starts_with("storage:") =>
+                        // The zip format's 5 elements; the legacy format adds a view (None for
+                        // a whole storage, which is all torch.save has written since 0.4).
+                        [Value::Str(tag), Value::Str(stype), Value::Str(key), _location, Value::Int(numel), rest @ ..]
+                            if tag == "storage"
+                                && stype.starts_with("storage:")
+                                && matches!(rest, [] | [Value::None]) =>
                         {
                             let stype = stype.trim_start_matches("storage:").to_string();
                             self.stack.push(Value::Storage(stype, key.clone(), *numel));
@@ -557,6 +709,8 @@ fn clone_value(v: &Value) -> Option<Value> {
         Value::Global(g) => Value::Global(g.clone()),
         Value::Storage(a, b, n) => Value::Storage(a.clone(), b.clone(), *n),
         Value::Tensor(t) => Value::Tensor(t.shallow_clone()),
+        Value::Pending(p) => Value::Pending(p.clone()),
+        Value::Opaque(name) => Value::Opaque(name.clone()),
         Value::Tuple(items) => Value::Tuple(items.iter().map(clone_value).collect::<Option<_>>()?),
         Value::List(items) => Value::List(items.iter().map(clone_value).collect::<Option<_>>()?),
         Value::Dict(items) => {
@@ -566,14 +720,30 @@ fn clone_value(v: &Value) -> Option<Value> {
     })
 }
 
-/// Reads the object of a `torch.save` file.
-fn load_value(path: &Path) -> Result<Value> {
+/// The view a tensor is of its storage, checked against the storage's extent, as a contiguous
+/// tensor of its own.
+fn view_of(storage: &Tensor, offset: i64, size: &[i64], stride: &[i64], path: &Path) -> Result<Tensor> {
+    let numel = storage.numel() as i64;
+    let extent: i64 = size.iter().zip(stride).map(|(s, st)| (s - 1).max(0) * st).sum::<i64>() + 1;
+    if size.iter().product::<i64>() > 0 && (offset < 0 || offset + extent > numel) {
+        return Err(bad(path, format!("a tensor of size {size:?} reaches past its storage of {numel}")));
+    }
+    Ok(storage.f_as_strided(size, stride, Some(offset))?.f_contiguous()?)
+}
+
+fn unpickler<'a>(pkl: &'a [u8], pos: usize, path: &'a Path, storages: Storages<'a>, lenient: bool) -> Unpickler<'a> {
+    Unpickler { pkl, pos, stack: Vec::new(), memo: BTreeMap::new(), memo_values: Vec::new(), path, storages, lenient }
+}
+
+/// Reads the object of a `torch.save` file, zip or legacy; `lenient` keeps unknown globals as
+/// opaque values (module docs).
+fn load_value(path: &Path, lenient: bool) -> Result<Value> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.starts_with(&LEGACY_MAGIC) {
+        return read_legacy(&bytes, path, lenient);
+    }
     let not_zip = |e: zip::result::ZipError| {
-        bad(
-            path,
-            format!("not a torch.save zip archive ({e}); files from torch < 1.6 (legacy format) are not supported"),
-        )
+        bad(path, format!("not a torch.save file (neither a zip archive nor the legacy format: {e})"))
     };
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(not_zip)?;
     let pkl_name = zip
@@ -599,30 +769,103 @@ fn load_value(path: &Path) -> Result<Value> {
     }
     let entries = std::cell::RefCell::new(read);
     let fetch = |name: &str| (entries.borrow_mut())(&format!("{prefix}{name}"));
-    Unpickler {
-        pkl: &pkl,
-        pos: 0,
-        stack: Vec::new(),
-        memo: BTreeMap::new(),
-        memo_values: Vec::new(),
-        path,
-        entries: &fetch,
+    unpickler(&pkl, 0, path, Storages::Entries(&fetch), lenient).run()
+}
+
+/// Reads a legacy-format file (module docs): the header pickles checked, the object read with
+/// its tensors pending, then the storages that follow, then the tensors rebuilt from them.
+fn read_legacy(bytes: &[u8], path: &Path, lenient: bool) -> Result<Value> {
+    let mut pos = 0;
+    // Magic number (checked by the caller), protocol version, system info.
+    legacy_pickle(bytes, path, &mut pos, true)?;
+    let (protocol, _) = legacy_pickle(bytes, path, &mut pos, true)?;
+    if protocol.int() != Some(1001) {
+        return Err(bad(path, format!("legacy torch.save protocol {protocol:?}, expected 1001")));
     }
-    .run()
+    let (info, _) = legacy_pickle(bytes, path, &mut pos, true)?;
+    if let Value::Dict(items) = &info {
+        let little = items.iter().find(|(k, _)| matches!(k, Value::Str(s) if s == "little_endian"));
+        if matches!(little, Some((_, Value::Bool(false)))) {
+            return Err(bad(path, "a big-endian legacy file: only little-endian files are supported"));
+        }
+    }
+    let (object, types) = legacy_pickle(bytes, path, &mut pos, lenient)?;
+    let (keys, _) = legacy_pickle(bytes, path, &mut pos, false)?;
+    let Value::List(keys) = keys else { return Err(bad(path, "legacy file: no list of storage keys")) };
+    let mut storages = BTreeMap::new();
+    for key in keys {
+        let Value::Str(key) = key else { return Err(bad(path, "legacy file: a storage key that is no string")) };
+        let short = || bad(path, format!("legacy file ends inside storage {key}: truncated"));
+        let numel = bytes.get(pos..pos + 8).ok_or_else(short)?;
+        let numel = i64::from_le_bytes(numel.try_into().expect("8 bytes"));
+        pos += 8;
+        let stype = types.get(&key).ok_or_else(|| bad(path, format!("legacy file: storage {key} of no tensor")))?;
+        let kind =
+            kind_of_storage(stype).ok_or_else(|| bad(path, format!("storage type torch.{stype} is not supported")))?;
+        let (_, elem) = storage_of(kind).expect("known kind");
+        let len = usize::try_from(numel).ok().and_then(|n| n.checked_mul(elem)).ok_or_else(short)?;
+        let data = bytes.get(pos..pos + len).ok_or_else(short)?;
+        pos += len;
+        storages.insert(key, Tensor::f_from_data_size(data, &[numel], kind)?);
+    }
+    resolve(object, &storages, path)
+}
+
+/// The next pickle of a legacy file, from `pos` (moved past it), with the storage types its
+/// tensors name.
+fn legacy_pickle(
+    bytes: &[u8],
+    path: &Path,
+    pos: &mut usize,
+    lenient: bool,
+) -> Result<(Value, BTreeMap<String, String>)> {
+    let mut u = unpickler(bytes, *pos, path, Storages::Deferred(BTreeMap::new()), lenient);
+    let v = u.run()?;
+    *pos = u.pos;
+    let types = match u.storages {
+        Storages::Deferred(types) => types,
+        Storages::Entries(_) => BTreeMap::new(),
+    };
+    Ok((v, types))
+}
+
+/// Replaces every pending tensor of `v` by its view of the storages read.
+fn resolve(v: Value, storages: &BTreeMap<String, Tensor>, path: &Path) -> Result<Value> {
+    let all = |items: Vec<Value>| items.into_iter().map(|x| resolve(x, storages, path)).collect::<Result<Vec<_>>>();
+    Ok(match v {
+        Value::Pending(p) => {
+            let storage =
+                storages.get(&p.key).ok_or_else(|| bad(path, format!("legacy file: storage {} missing", p.key)))?;
+            if storage.kind() != p.kind {
+                return Err(bad(path, format!("legacy file: storage {} has another type than its tensor", p.key)));
+            }
+            Value::Tensor(view_of(storage, p.offset, &p.size, &p.stride, path)?)
+        }
+        Value::Tuple(items) => Value::Tuple(all(items)?),
+        Value::List(items) => Value::List(all(items)?),
+        Value::Dict(items) => Value::Dict(
+            items
+                .into_iter()
+                .map(|(k, x)| Ok((resolve(k, storages, path)?, resolve(x, storages, path)?)))
+                .collect::<Result<_>>()?,
+        ),
+        other => other,
+    })
 }
 
 /// Reads a file written by `torch.save(tensor)` (or [`save_tensor`]).
 pub fn load_tensor(path: &Path) -> Result<Tensor> {
-    match load_value(path)? {
+    match load_value(path, false)? {
         Value::Tensor(t) => Ok(t),
         other => Err(bad(path, format!("expected one tensor (torch.save(tensor)), found {}", describe(&other)))),
     }
 }
 
-/// Reads a file written by `torch.save(state_dict)`: name → tensor, in file order. A dict
-/// wrapped as `{"state_dict": …}` or `{"model": …}` is unwrapped.
+/// Reads a file written by `torch.save(state_dict)` (zip or legacy format): name → tensor, in
+/// file order. A dict wrapped as `{"state_dict": …}` or `{"model": …}` is unwrapped; entries
+/// that are no tensors, and objects the reader does not know, are skipped (module docs).
 pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let mut v = load_value(path)?;
+    let mut v = load_value(path, true)?;
     loop {
         let Value::Dict(items) = v else {
             return Err(bad(path, format!("expected a dict of tensors (a state dict), found {}", describe(&v))));
@@ -658,7 +901,8 @@ fn describe(v: &Value) -> &'static str {
         Value::Dict(_) => "a dict",
         Value::Global(_) => "a class",
         Value::Storage(..) => "a storage",
-        Value::Tensor(_) => "a tensor",
+        Value::Tensor(_) | Value::Pending(_) => "a tensor",
+        Value::Opaque(_) => "an object",
         Value::Mark => "a mark",
     }
 }
@@ -686,7 +930,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.pt");
         std::fs::write(&path, b"not a zip").unwrap();
-        assert!(load_tensor(&path).unwrap_err().to_string().contains("not a torch.save zip archive"));
+        assert!(load_tensor(&path).unwrap_err().to_string().contains("not a torch.save file"));
         // A pickle that names os.system is refused before anything runs.
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         zip.start_file("a/data.pkl", zip::write::FileOptions::default()).unwrap();
@@ -694,5 +938,46 @@ mod tests {
         std::fs::write(&path, zip.finish().unwrap().into_inner()).unwrap();
         let e = load_tensor(&path).unwrap_err().to_string();
         assert!(e.contains("os.system") && e.contains("refused"), "{e}");
+    }
+
+    /// A state dict saved beside other objects (an `argparse.Namespace`, a call of `os.system`,
+    /// bytes, a 10-byte integer) loads its tensors; the other objects stay opaque names and
+    /// nothing is called. An adversarial-image file naming the same globals is refused.
+    #[test]
+    fn state_dicts_beside_other_objects_load_their_tensors_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.pth");
+        let w = Tensor::arange(6, (Kind::Float, tch::Device::Cpu)).view([2, 3]);
+        let mut pkl = vec![op::PROTO, 2, op::EMPTY_DICT, op::MARK];
+        put_str(&mut pkl, "state_dict");
+        put_global(&mut pkl, "collections", "OrderedDict");
+        pkl.extend([op::EMPTY_TUPLE, op::REDUCE, op::MARK]);
+        put_str(&mut pkl, "module.fc.weight");
+        let storage = put_tensor(&mut pkl, &w, 0, &path).unwrap();
+        pkl.push(op::SETITEMS);
+        put_str(&mut pkl, "args");
+        put_global(&mut pkl, "argparse", "Namespace");
+        pkl.extend([op::EMPTY_TUPLE, op::NEWOBJ, op::EMPTY_DICT]);
+        put_str(&mut pkl, "lr");
+        pkl.push(op::BINFLOAT);
+        pkl.extend(0.1f64.to_be_bytes());
+        pkl.extend([op::SETITEM, op::BUILD]);
+        put_str(&mut pkl, "evil");
+        put_global(&mut pkl, "os", "system");
+        put_str(&mut pkl, "touch pwned");
+        pkl.extend([op::TUPLE1, op::REDUCE]);
+        put_str(&mut pkl, "blob");
+        pkl.extend([op::SHORT_BINBYTES, 3, 1, 2, 3]);
+        put_str(&mut pkl, "magic");
+        pkl.extend([op::LONG1, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        pkl.extend([op::SETITEMS, op::STOP]);
+        write_archive(&path, &pkl, &[storage]).unwrap();
+        let sd = load_state_dict(&path).unwrap();
+        assert_eq!(sd.len(), 1);
+        assert_eq!(sd[0].0, "module.fc.weight");
+        assert!(sd[0].1.equal(&w));
+        assert!(!dir.path().join("pwned").exists() && !std::path::Path::new("pwned").exists());
+        let e = load_tensor(&path).unwrap_err().to_string();
+        assert!(e.contains("refused"), "{e}");
     }
 }
