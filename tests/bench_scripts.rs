@@ -21,6 +21,7 @@ fn pytorch_peer_times_and_profiles_a_pgd_step() {
     assert_eq!(r["work"], "pgd");
     assert_eq!(r["batch_size"], 4);
     assert!(r["images_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["peak_rss_mib"].as_f64().unwrap() > 10.0, "{r}");
     // On the CPU the profile names the ops with most self time; 10 attack steps each run the
     // four convolutions forward and backward.
     let p = &r["profile"];
@@ -103,4 +104,74 @@ fn conv_bound_orders_the_works_and_reads_committed_results() {
         let over = l["ceiling_over_reference"].as_f64().unwrap();
         assert!((over - ceiling / m["reference"].as_f64().unwrap()).abs() < 1e-9, "{l}");
     }
+}
+
+/// ci/bench/aa's two helpers: pass_cost.py times a TorchScript model's passes at the batch sizes
+/// asked for, and aa_report.py turns a harness run's AutoAttack stages and official AutoAttack's
+/// log into the per-component table, with the pass bound = images × the cost of one pass per
+/// image at the component's batch.
+#[test]
+fn aa_profile_scripts_time_passes_and_bound_each_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("lin.pt");
+    let make = "import sys, torch\n\
+                m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 26 * 26, 10))\n\
+                torch.jit.script(m).save(sys.argv[1])\n";
+    let out = std::process::Command::new(infoat_tests::torch_python())
+        .args(["-c", make, model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let costs = script(
+        "pass_cost.py",
+        &[model.to_str().unwrap(), "--shape", "1,28,28", "--batch-sizes", "4,2", "--threads", "1", "--rounds", "2"],
+    );
+    let cell = &costs[0]["costs"]["4"];
+    for kind in ["forward", "gradient"] {
+        let s = cell[format!("{kind}_s")].as_f64().unwrap();
+        let by = cell[format!("{kind}_by_format_s")].as_object().unwrap();
+        // The faster of the two formats is the one kept.
+        assert_eq!(by.len(), 2, "{cell}");
+        assert!(by.values().all(|v| v.as_f64().unwrap() >= s) && s > 0.0, "{cell}");
+    }
+    assert!(costs[0]["costs"]["2"]["gradient_s"].as_f64().unwrap() > 0.0);
+
+    // The report, on records written here: 10 clean-correct images, APGD-CE at batch 10 (100
+    // gradient passes), Square at batch 4 (400 forward passes).
+    let harness = serde_json::json!({
+        "n": 10, "clean": {"correct": 10}, "attacks": {"aa": {
+            "robust_acc": 0.4, "eps": 0.3, "seconds": 9.0, "version": 2, "flags": "1111000000",
+            "stages": [
+                {"attack": "apgd_ce", "attacked": 10, "broken": 6, "seconds": 3.0,
+                 "forward_images": 110, "backward_images": 100},
+                {"attack": "square", "attacked": 4, "broken": 0, "seconds": 6.0,
+                 "forward_images": 400, "backward_images": 0}]}}});
+    let official = serde_json::json!({
+        "n": 10, "clean": {"correct": 10}, "pyautoattack": "0.2.0", "attacks": {"aa": {
+            "robust_acc": 0.4, "seconds": 18.0, "flags": "1111000000",
+            "stages": [{"attack": "apgd-ce", "robust_acc": 0.4, "cumulative_seconds": 5.0},
+                       {"attack": "square", "robust_acc": 0.4, "cumulative_seconds": 17.0}]}}});
+    let costs = serde_json::json!({"costs": {
+        "10": {"forward_s": 0.01, "gradient_s": 0.05},
+        "4": {"forward_s": 0.002, "gradient_s": 0.01}}});
+    for (name, v) in [("h.json", &harness), ("o.json", &official), ("c.json", &costs)] {
+        std::fs::write(dir.path().join(name), v.to_string()).unwrap();
+    }
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    let (h, o, c) = (path("h.json"), path("o.json"), path("c.json"));
+    let out = run_repo_python(
+        "ci/bench/aa_report.py",
+        &["--harness", &h, "--official", &o, "--pass-costs", &c, "--batch-size", "500"],
+    );
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let rows = last["components"].as_array().unwrap();
+    // APGD-CE: 10 forward-only images × 0.01/10 + 100 gradient images × 0.05/10 = 0.51 s;
+    // Square: 400 × 0.002/4 = 0.2 s. Official's times are the differences of its log's totals.
+    let bound: Vec<f64> = rows.iter().map(|r| r["bound_seconds"].as_f64().unwrap()).collect();
+    assert!((bound[0] - 0.51).abs() < 1e-9 && (bound[1] - 0.2).abs() < 1e-9, "{bound:?}");
+    let official_s: Vec<f64> = rows.iter().map(|r| r["official_seconds"].as_f64().unwrap()).collect();
+    assert!((official_s[0] - 5.0).abs() < 1e-9 && (official_s[1] - 12.0).abs() < 1e-9, "{official_s:?}");
+    assert!(out.contains("| square | 4 | 4 | 400 | 0 | 6.0 | 12.0 | 0.2 | 30.00 | 60.00 |"), "{out}");
+    assert!(out.contains("cascade's passes allow here: 23.94×"), "{out}");
+    assert_eq!(last["speedup"].as_f64().unwrap(), 2.0);
 }

@@ -50,6 +50,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import sys
 import time
 import warnings
@@ -565,6 +566,8 @@ def main():
         # pass, each run's last iterate) and with an input gradient.
         out["apgd"] = {"iterations": a.apgd_iterations, "restarts": APGD_RESTARTS, "entered": counts["entered"] / n,
                        "forward": counts["forward"] / n, "forward_backward": counts["forward_backward"] / n}
+    # The process's peak resident memory (host), as `infoat bench` records it.
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if cuda:
         out["max_memory_allocated_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         out["max_memory_reserved_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20

@@ -67,6 +67,29 @@ fn apply() -> String {
     }
 }
 
+/// The process's peak resident memory so far, in bytes (`getrusage`'s `ru_maxrss`), for
+/// benchmark records (issue 24); `None` where it is not implemented.
+pub fn peak_resident_bytes() -> Option<u64> {
+    peak()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn peak() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage struct into the pointer it is given, which points to
+    // zero-initialised memory of that type owned by this frame.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    // SAFETY: zero-initialised, and filled in by getrusage when it succeeded.
+    let usage = unsafe { usage.assume_init() };
+    // Linux reports ru_maxrss in KiB.
+    (ok && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn peak() -> Option<u64> {
+    None
+}
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn apply() -> String {
     "system default (heap tuning is implemented for glibc only)".into()
@@ -74,6 +97,19 @@ fn apply() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn peak_memory_covers_what_this_process_touched() {
+        if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert_eq!(super::peak_resident_bytes(), None);
+            return;
+        }
+        // 64 MiB written page by page must show in the peak.
+        let block = vec![1u8; 64 << 20];
+        let touched: u64 = block.iter().step_by(4096).map(|&b| b as u64).sum();
+        let peak = super::peak_resident_bytes().expect("getrusage works on linux-gnu");
+        assert!(touched > 0 && peak >= 64 << 20, "peak {peak} bytes after touching 64 MiB");
+    }
+
     #[test]
     fn tuning_is_applied_once_and_described() {
         let first = super::tune();

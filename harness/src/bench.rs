@@ -99,6 +99,10 @@ pub struct BenchResult {
     pub threads: i64,
     /// The process's heap settings ([`crate::alloc::tune`]).
     pub allocator: String,
+    /// The process's peak resident memory when the timed steps ended, MiB (host memory; a
+    /// GPU's is not counted); absent where the platform does not report it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Training-set sizes (SPEC §5), for the epoch-time figure.
@@ -258,6 +262,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         epoch_seconds: train_len(spec.dataset) as f64 / ips,
         threads: tch::get_num_threads() as i64,
         allocator: allocator.to_string(),
+        peak_rss_mib: crate::alloc::peak_resident_bytes().map(|b| b as f64 / (1u64 << 20) as f64),
     })
 }
 

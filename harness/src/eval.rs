@@ -58,6 +58,9 @@ pub struct AttackRun {
     /// input that tracks gradients (every attack here takes one input gradient of each such
     /// forward pass).
     pub backward_passes: f64,
+    /// For a cascade, each component's examples, breaks, seconds and passes summed over the
+    /// batches ([`crate::attacks::Traced::stages`]); `None` for a single attack.
+    pub stages: Option<Vec<infoat_registry::StageCost>>,
     /// The attack's per-example trace, in the set's order, for attacks that keep one
     /// ([`crate::attacks::Attack::perturb_traced`]).
     pub trace: Option<RunTrace>,
@@ -168,6 +171,7 @@ fn attack_run(
     let mut fooled: Vec<bool> = Vec::with_capacity(set.len());
     let mut incomplete: Option<Vec<bool>> = Some(Vec::with_capacity(set.len()));
     let mut traced = true;
+    let mut stages: Vec<infoat_registry::StageCost> = Vec::new();
     for (b, idx) in indices.chunks(batch_size.max(1)).enumerate() {
         let batch = make_batch(set, idx, Augment::None, 0, device)?;
         crate::seed::seed_torch(crate::seed::derive(seed, crate::seed::Stream::Eval, &[b as u64]));
@@ -180,6 +184,7 @@ fn attack_run(
             }
             None => {
                 let t = attack.perturb_traced(&counting, &batch.x, &batch.y)?;
+                add_stages(&mut stages, &t.stages);
                 match t.trace {
                     Some(trace) if traced => {
                         fooled.extend(Vec::<bool>::try_from(trace.fooled.f_to_device(tch::Device::Cpu)?)?);
@@ -224,7 +229,25 @@ fn attack_run(
         )?),
         (true, false) => Some(tch::Tensor::f_cat(&points, 0)?),
     };
-    Ok(AttackRun { flags, forward_passes, distances, adversarial, backward_passes, trace })
+    let stages = (!stages.is_empty()).then_some(stages);
+    Ok(AttackRun { flags, forward_passes, distances, adversarial, backward_passes, stages, trace })
+}
+
+/// Adds one batch's cascade stages to the totals, component by component (a later batch may
+/// stop earlier, when every point broke).
+fn add_stages(total: &mut Vec<infoat_registry::StageCost>, batch: &[infoat_registry::StageCost]) {
+    for s in batch {
+        match total.iter_mut().find(|t| t.attack == s.attack) {
+            Some(t) => {
+                t.attacked += s.attacked;
+                t.broken += s.broken;
+                t.seconds += s.seconds;
+                t.forward_images += s.forward_images;
+                t.backward_images += s.backward_images;
+            }
+            None => total.push(s.clone()),
+        }
+    }
 }
 
 /// The accuracy that per-example flags give.

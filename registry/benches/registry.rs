@@ -36,6 +36,7 @@ fn record(i: u64) -> EvalRecord {
                     witnessed: None,
                     backward_passes: None,
                     diagnostics: None,
+                    stages: None,
                 },
             )
         })

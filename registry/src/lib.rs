@@ -27,6 +27,6 @@ pub use lock::Lock;
 pub use records::{
     AnalysisRecord, AttackDiagnostics, AttackResult, Curve, CurveAxis, CurvePoint, Environment, EpochRecord,
     EvalDiagnostics, EvalFlags, EvalKey, EvalRecord, Numerics, PublishedRecord, RunRecord, RunStatus, SanityFlag,
-    SelfTestResult, VerificationRecord, WitnessTally,
+    SelfTestResult, StageCost, VerificationRecord, WitnessTally,
 };
 pub use store::{GcReport, Registry, VerifyReport};

@@ -209,6 +209,31 @@ pub struct AttackResult {
     /// not run them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<AttackDiagnostics>,
+    /// For a cascade (AutoAttack), what each component did and cost, in order (issue 24);
+    /// absent for single attacks and in older records. Timing only: the result is the same
+    /// with or without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageCost>>,
+}
+
+/// One component of a cascade in an evaluation: the examples it attacked (those every earlier
+/// component left robust), how many it broke, its wall-clock time and the images it sent
+/// through the model (issue 24's per-component profile; AutoAttack's own log prints the same
+/// robust accuracy and time after each component).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCost {
+    /// The component.
+    pub attack: AttackId,
+    /// Examples it attacked.
+    pub attacked: usize,
+    /// Of those, examples it broke.
+    pub broken: usize,
+    /// Wall-clock seconds, its bookkeeping in the cascade included.
+    pub seconds: f64,
+    /// Images it sent through the model.
+    pub forward_images: u64,
+    /// Of those, images sent with an input that tracks gradients (one input gradient each).
+    pub backward_images: u64,
 }
 
 /// One attack's diagnostics in an evaluation (issue 22).

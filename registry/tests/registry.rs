@@ -92,6 +92,7 @@ fn eval(model: ContentHash, seed: u64) -> (EvalRecord, EvalFlags) {
                 witnessed: None,
                 backward_passes: None,
                 diagnostics: None,
+                stages: None,
             },
         )]),
         worst_case_acc: Some(0.4),

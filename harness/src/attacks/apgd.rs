@@ -490,7 +490,7 @@ impl Attack for Apgd {
             fooled: acc.broken.shallow_clone(),
             incomplete: window(self.iterations + 1).map(|_| acc.incomplete),
         };
-        Ok(Traced { adv: acc.out, flags: Some(acc.broken), trace: Some(trace) })
+        Ok(Traced { adv: acc.out, flags: Some(acc.broken), trace: Some(trace), stages: Vec::new() })
     }
 }
 

@@ -3,9 +3,13 @@
 //! it survives them all — the per-example worst case, at the cost of attacking each point only
 //! until it breaks.
 
+use std::time::Instant;
+
+use infoat_registry::{AttackId, StageCost};
 use tch::{Kind, Tensor};
 
 use super::{Attack, Trace, Traced};
+use crate::eval::Counting;
 use crate::models::Classifier;
 use crate::Result;
 
@@ -13,8 +17,8 @@ use crate::Result;
 pub struct Cascade {
     /// The cascade's id in reports (`aa`).
     pub id: String,
-    /// The components, in order.
-    pub components: Vec<Box<dyn Attack>>,
+    /// The components, in order, with their ids (for the per-component costs, [`StageCost`]).
+    pub components: Vec<(AttackId, Box<dyn Attack>)>,
 }
 
 impl Attack for Cascade {
@@ -37,15 +41,18 @@ impl Attack for Cascade {
             tch::no_grad(|| -> Result<Tensor> { Ok(model.logits(adv, false)?.f_argmax(-1, false)?.f_ne_tensor(y)?) })
         };
         let mut adv = x.copy();
+        let mut stages = Vec::with_capacity(self.components.len());
         // Clean-misclassified points are broken before any attack runs.
         let mut broken = wrong(x, y)?;
-        for component in &self.components {
+        for (id, component) in &self.components {
             let idx = broken.f_logical_not()?.f_nonzero()?.f_squeeze_dim(1)?;
             if idx.size()[0] == 0 {
                 break;
             }
+            let start = Instant::now();
+            let counting = Counting::new(model);
             let (xs, ys) = (x.f_index_select(0, &idx)?, y.f_index_select(0, &idx)?);
-            let Traced { adv: a, flags, trace: sub } = component.perturb_traced(model, &xs, &ys)?;
+            let Traced { adv: a, flags, trace: sub, .. } = component.perturb_traced(&counting, &xs, &ys)?;
             if let Some(sub) = sub {
                 let all = match trace.as_mut() {
                     Some(t) => t,
@@ -63,7 +70,16 @@ impl Attack for Cascade {
                 adv = adv.f_index_copy(0, &hit, &a_hit)?;
                 broken = broken.f_index_fill(0, &hit, 1)?;
             }
+            let (forward_images, backward_images) = counting.passes();
+            stages.push(StageCost {
+                attack: *id,
+                attacked: idx.size()[0] as usize,
+                broken: hit.size()[0] as usize,
+                seconds: start.elapsed().as_secs_f64(),
+                forward_images,
+                backward_images,
+            });
         }
-        Ok(Traced { adv, flags: Some(broken.f_to_kind(Kind::Bool)?), trace })
+        Ok(Traced { adv, flags: Some(broken.f_to_kind(Kind::Bool)?), trace, stages })
     }
 }

@@ -63,7 +63,7 @@ pub trait Attack {
     /// keep one; the default keeps none. The points and flags are the same as `perturb`'s.
     fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let (adv, flags) = self.perturb(model, x, y)?;
-        Ok(Traced { adv, flags, trace: None })
+        Ok(Traced { adv, flags, trace: None, stages: Vec::new() })
     }
 
     /// For attacks that measure the distance to the decision boundary (RayS): the adversarial
@@ -90,6 +90,9 @@ pub struct Traced {
     pub flags: Option<Tensor>,
     /// The run's trace, for attacks that keep one.
     pub trace: Option<Trace>,
+    /// For a cascade, what each component did and cost on this batch, in order (empty for a
+    /// single attack).
+    pub stages: Vec<infoat_registry::StageCost>,
 }
 
 /// The gradient of the scalar `loss` with respect to `x` (a leaf that tracks gradients), or
@@ -174,8 +177,8 @@ impl AttackBuild for AttackId {
             AttackId::Aa => Box::new(Cascade {
                 id: "aa".into(),
                 components: [AttackId::ApgdCe, AttackId::ApgdT, AttackId::FabT, AttackId::Square]
-                    .iter()
-                    .map(|c| c.build(eps))
+                    .into_iter()
+                    .map(|c| (c, c.build(eps)))
                     .collect(),
             }),
         }

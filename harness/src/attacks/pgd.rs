@@ -194,7 +194,7 @@ impl Attack for Pgd {
 
     fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let (adv, trace) = traced_ascent(model, x, y, &self.spec, None, &|logits| losses::ce(logits, y), true)?;
-        Ok(Traced { adv, flags: None, trace })
+        Ok(Traced { adv, flags: None, trace, stages: Vec::new() })
     }
 }
 
@@ -217,7 +217,7 @@ impl Attack for Fgsm {
     fn perturb_traced(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Traced> {
         let spec = PgdSpec { eps: self.eps, steps: 1, step_size: self.eps, start: Start::None };
         let (adv, trace) = traced_ascent(model, x, y, &spec, None, &|logits| losses::ce(logits, y), true)?;
-        Ok(Traced { adv, flags: None, trace })
+        Ok(Traced { adv, flags: None, trace, stages: Vec::new() })
     }
 }
 
@@ -244,7 +244,7 @@ impl Attack for Cw {
         let kappa = self.kappa;
         let (adv, trace) =
             traced_ascent(model, x, y, &self.spec, None, &|logits| losses::cw_margin(logits, y, kappa), true)?;
-        Ok(Traced { adv, flags: None, trace })
+        Ok(Traced { adv, flags: None, trace, stages: Vec::new() })
     }
 }
 
@@ -310,7 +310,7 @@ impl Attack for PgdPlus {
             });
         }
         let out = found.f_where_self(&per_example(&broken)?, &last)?;
-        Ok(Traced { adv: out, flags: Some(broken), trace })
+        Ok(Traced { adv: out, flags: Some(broken), trace, stages: Vec::new() })
     }
 }
 
@@ -357,7 +357,7 @@ impl Attack for Bpda {
             move |t: &Tensor| -> Result<Tensor> { Ok(t.f_add(&bit_depth(t, bits)?.f_sub(t)?.f_detach()?)?) };
         let (adv, trace) =
             traced_ascent(model, x, y, &self.spec, Some(&straight_through), &|logits| losses::ce(logits, y), true)?;
-        Ok(Traced { adv, flags: None, trace })
+        Ok(Traced { adv, flags: None, trace, stages: Vec::new() })
     }
 
     fn verdict_logits(&self, model: &dyn Classifier, x: &Tensor) -> Result<Tensor> {
@@ -392,6 +392,6 @@ impl Attack for InfoPgd {
             Ok(losses::ce(logits, y)?.f_add(&ib)?)
         };
         let (adv, trace) = traced_ascent(model, x, y, &self.spec, None, &loss, true)?;
-        Ok(Traced { adv, flags: None, trace })
+        Ok(Traced { adv, flags: None, trace, stages: Vec::new() })
     }
 }

@@ -160,16 +160,27 @@ fn the_cascade_attacks_only_still_robust_points_and_keeps_every_break() {
     }
     let cascade = Cascade {
         id: "test".into(),
-        components: probes.iter().map(|p| Box::new(Shared(p.clone())) as Box<dyn Attack>).collect(),
+        components: [AttackId::ApgdCe, AttackId::ApgdT, AttackId::FabT]
+            .into_iter()
+            .zip(&probes)
+            .map(|(id, p)| (id, Box::new(Shared(p.clone())) as Box<dyn Attack>))
+            .collect(),
     };
-    let (adv, broken) = cascade.perturb(&model, &x, &y).unwrap();
-    let broken = Vec::<bool>::try_from(broken.unwrap()).unwrap();
+    let traced = cascade.perturb_traced(&model, &x, &y).unwrap();
+    let (adv, broken) = (traced.adv, Vec::<bool>::try_from(traced.flags.unwrap()).unwrap());
     // 8 clean-correct → the first probe sees 8 and breaks 3, the second sees 5 and breaks 3,
     // the third sees 2 and breaks both.
     let seen: Vec<Vec<i64>> = probes.iter().map(|p| p.seen.borrow().clone()).collect();
     assert_eq!(seen, vec![vec![8], vec![5], vec![2]]);
     assert!(broken.iter().all(|&b| b), "{broken:?}");
     assert_eq!(adv.size(), x.size());
+    // Each stage records what it attacked and broke, and the images the component itself sent
+    // through the model (none: the probes query nothing; the cascade's check of their points is
+    // its own bookkeeping).
+    let stages: Vec<(AttackId, usize, usize, u64)> =
+        traced.stages.iter().map(|s| (s.attack, s.attacked, s.broken, s.forward_images)).collect();
+    assert_eq!(stages, vec![(AttackId::ApgdCe, 8, 3, 0), (AttackId::ApgdT, 5, 3, 0), (AttackId::FabT, 2, 2, 0)]);
+    assert!(traced.stages.iter().all(|s| s.backward_images == 0 && s.seconds >= 0.0));
 }
 
 #[test]
@@ -236,4 +247,39 @@ fn bpda_reports_the_accuracy_of_the_defended_classifier() {
     // PGD-20 attacks f itself: labelled 1, f is wrong on the clean images.
     let r = robust_accuracy(&OnTheGrid, &set(1), AttackId::Pgd20.build(0.3).as_ref(), 8, 0).unwrap();
     assert_eq!(r.correct, 0);
+}
+
+#[test]
+fn cascade_stages_add_up_over_batches_and_count_each_components_passes() {
+    let _g = rng_lock();
+    let model = smallcnn_random_head(17);
+    tch::manual_seed(17);
+    let x = Tensor::rand([13, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let set = crate::data::test_support::self_labelled(&model, &x);
+    // Small enough that FGSM leaves some examples to PGD-20 on this random head.
+    let eps = 2e-3;
+    let cascade = Cascade {
+        id: "test".into(),
+        components: vec![
+            (AttackId::Fgsm, Box::new(Fgsm { eps }) as Box<dyn Attack>),
+            (AttackId::Pgd20, Box::new(Pgd::paper(eps, 20))),
+        ],
+    };
+    // Three batches (5, 5, 3): the totals are summed per component.
+    let run = crate::eval::robust_run(&model, &set, &cascade, 5, 0).unwrap();
+    let stages = run.stages.expect("a cascade reports its stages");
+    assert_eq!(stages.iter().map(|s| s.attack).collect::<Vec<_>>(), vec![AttackId::Fgsm, AttackId::Pgd20]);
+    let (fgsm, pgd) = (&stages[0], &stages[1]);
+    // Every example starts correct, so FGSM sees all 13 and PGD-20 what FGSM left.
+    assert_eq!(fgsm.attacked, 13);
+    assert_eq!(pgd.attacked, 13 - fgsm.broken);
+    assert!(fgsm.broken < 13 && pgd.attacked > 0, "{stages:?}");
+    let robust = run.flags.iter().filter(|&&r| r).count();
+    assert_eq!(pgd.attacked - pgd.broken, robust, "{stages:?}");
+    // FGSM takes one input gradient per example; PGD-20 twenty.
+    assert_eq!((fgsm.forward_images, fgsm.backward_images), (13, 13), "{fgsm:?}");
+    assert_eq!(pgd.backward_images, 20 * pgd.attacked as u64, "{pgd:?}");
+    assert!(pgd.forward_images >= pgd.backward_images);
+    // A single attack reports none.
+    assert!(crate::eval::robust_run(&model, &set, &Fgsm { eps }, 5, 0).unwrap().stages.is_none());
 }

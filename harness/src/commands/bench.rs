@@ -91,7 +91,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             bench::Work::ApgdCe => "APGD-CE attack".to_string(),
         };
         println!(
-            "{} {} on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}",
+            "{} {} on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}{}",
             r.arch,
             what,
             r.device,
@@ -102,7 +102,8 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             r.ms_per_step,
             r.images_per_second,
             r.epoch_seconds,
-            r.allocator
+            r.allocator,
+            r.peak_rss_mib.map_or(String::new(), |m| format!("; peak memory {m:.0} MiB"))
         );
     }
     Ok(ExitCode::SUCCESS)

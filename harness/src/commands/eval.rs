@@ -56,6 +56,21 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
                 r.seconds,
                 r.version
             );
+            // AutoAttack's log prints the robust accuracy after each component; so does this,
+            // with what each cost.
+            for s in r.stages.iter().flatten() {
+                let robust = s.attacked - s.broken;
+                println!(
+                    "          after {:<7} {:.2}% ({robust}/{}), {} attacked, {:.1}s, {} fwd / {} bwd images",
+                    s.attack.name(),
+                    100.0 * robust as f64 / r.robust.total.max(1) as f64,
+                    r.robust.total,
+                    s.attacked,
+                    s.seconds,
+                    s.forward_images,
+                    s.backward_images
+                );
+            }
             if let Some(d) = &r.diagnostics {
                 let mut parts: Vec<String> = d.tripped().iter().map(|(i, n)| format!("{i} {n}")).collect();
                 for (t, s) in &d.self_tests {

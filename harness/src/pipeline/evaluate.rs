@@ -58,6 +58,9 @@ pub struct AttackReport {
     /// The attack's indicators of attack failure and self-tests ([`crate::diagnostics`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<infoat_registry::AttackDiagnostics>,
+    /// For AutoAttack, each component's examples, breaks, seconds and passes, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<infoat_registry::StageCost>>,
 }
 
 /// Where the model under evaluation comes from (issue 4, "Any model").
@@ -172,6 +175,7 @@ impl EvalReport {
                     witnessed: a.witnessed,
                     backward_passes: a.backward_passes,
                     diagnostics: a.diagnostics.clone(),
+                    stages: a.stages.clone(),
                 };
                 (id.clone(), report)
             })
@@ -442,6 +446,7 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
             witnessed: Some(witnessed),
             backward_passes: Some(run.backward_passes),
             diagnostics: None,
+            stages: run.stages,
         };
         attacks.insert(id.name().to_string(), result);
     }

@@ -368,6 +368,7 @@ pub fn import(
         witnessed: Some(broken.len()),
         backward_passes: None,
         diagnostics: None,
+        stages: None,
     };
     let provenance = serde_json::json!({
         "file_sha256": file_sha,
