@@ -73,6 +73,26 @@ fn run_checkpoint_and_torchscript_sources_agree() {
     }
     assert_eq!(by_ckpt["flagged"], false, "{by_ckpt}");
 
+    // Channels-last (issue 24): the same model and attacks under their own key, the same clean
+    // verdicts, robust counts within one example of float noise of the NCHW evaluation's.
+    for (source, nchw) in
+        [(vec!["--checkpoint", ckpt], &by_ckpt), (vec!["--torchscript", script.to_str().unwrap()], &by_script)]
+    {
+        let mut args = source.clone();
+        args.push("--channels-last");
+        let cl = eval(&args);
+        assert_ne!(cl["key"], nchw["key"], "channels-last is keyed apart");
+        assert_eq!(cl["model"]["hash"], nchw["model"]["hash"]);
+        assert_eq!(cl["clean_acc"], nchw["clean_acc"], "{source:?}");
+        for attack in ["fgsm", "pgd20"] {
+            let (a, b) = (
+                cl["attacks"][attack]["robust"]["correct"].as_i64().unwrap(),
+                nchw["attacks"][attack]["robust"]["correct"].as_i64().unwrap(),
+            );
+            assert!((a - b).abs() <= 1, "{source:?} {attack}: channels-last {a} vs NCHW {b}");
+        }
+    }
+
     // A model with a saturated softmax (logits × 1e4) has zero cross-entropy gradients: flagged.
     let masked = dir.path().join("masked.pt");
     peer(&["torchscript", ckpt, masked.to_str().unwrap(), "10000"]);

@@ -184,6 +184,12 @@ pub struct EvalArgs {
     /// attacks always run.
     #[arg(long)]
     pub no_sanity: bool,
+    /// Run the model in the channels-last memory format (NHWC): the same attacks in float32,
+    /// faster for convolutional models on CPUs with oneDNN (AutoAttack on a SmallCNN 1.5× here:
+    /// docs/performance.md). The kernels sum in another order, so a verdict on the edge can
+    /// differ from an NCHW evaluation's; it is recorded under its own key.
+    #[arg(long)]
+    pub channels_last: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -24,6 +24,7 @@ pub(crate) fn run(a: EvalArgs) -> Result<ExitCode> {
             batch_size: a.batch_size,
             sanity: !a.no_sanity,
             seed: a.seed,
+            channels_last: a.channels_last,
         },
         force: a.registry.force,
     };

@@ -388,4 +388,9 @@ impl Classifier for Network {
     fn freeze(&self) -> Frozen {
         self.frozen()
     }
+
+    fn set_channels_last(&mut self) -> Result<()> {
+        self.set_numerics(self.precision, true);
+        Ok(())
+    }
 }

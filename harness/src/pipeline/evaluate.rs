@@ -372,7 +372,10 @@ pub fn evaluate(req: &EvalRequest, registry: Option<&Registry>) -> Result<EvalRe
     // Attacks run in IEEE float32 whatever the model was trained in: TF32 or bf16 change the
     // direction of a few percent of the input-gradient signs (docs/performance.md).
     crate::precision::configure_backends(crate::precision::Precision::Fp32);
-    let (model, identity, dataset, run_data_dir) = load_model(&req.source, registry, req.dataset, req.device)?;
+    let (mut model, identity, dataset, run_data_dir) = load_model(&req.source, registry, req.dataset, req.device)?;
+    if req.suite.channels_last {
+        model.set_channels_last()?;
+    }
     let model = model.as_ref();
     let data_dir = req.data_dir.clone().or(run_data_dir);
     let (test, dir) = load_split(dataset, data_dir.as_deref(), Split::Test)?;

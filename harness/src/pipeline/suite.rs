@@ -36,6 +36,8 @@ pub struct SuiteRequest {
     pub sanity: bool,
     /// Seed of the attacks' random starts.
     pub seed: u64,
+    /// Run the model in the channels-last memory format ([`crate::models::Classifier::set_channels_last`]).
+    pub channels_last: bool,
 }
 
 impl SuiteRequest {
@@ -49,6 +51,7 @@ impl SuiteRequest {
             batch_size: run.config.train.eval_batch_size,
             sanity: true,
             seed: run.config.seed,
+            channels_last: false,
         }
     }
 
@@ -84,6 +87,7 @@ impl SuiteRequest {
             batch_size: self.batch_size,
             sanity: self.sanity,
             seed: self.seed,
+            channels_last: self.channels_last,
         })
     }
 }
@@ -105,6 +109,9 @@ pub struct EvalSuite {
     pub sanity: bool,
     /// Seed of the attacks' random starts.
     pub seed: u64,
+    /// The model runs in the channels-last memory format: the same attacks in float32, another
+    /// summation order in the kernels (so possibly another rounding), hence its own key.
+    pub channels_last: bool,
 }
 
 /// How many test images an evaluation classified clean and how many of them it attacked (the
@@ -154,6 +161,10 @@ impl EvalSuite {
             self.attacks.iter().filter(|a| a.version() > 1).map(|a| (a.name(), a.version())).collect();
         if !versions.is_empty() {
             suite["versions"] = serde_json::json!(versions);
+        }
+        if self.channels_last {
+            // Only channels-last suites carry the memory format, so NCHW suites keep their hash.
+            suite["memory_format"] = serde_json::json!("channels_last");
         }
         suite
     }
@@ -272,6 +283,7 @@ mod tests {
             batch_size: 500,
             sanity: true,
             seed: 0,
+            channels_last: false,
         };
         let want = serde_json::json!({
             "attacks": ["pgd20", "aa"], "eps": 0.3, "batch_size": 500, "sanity": true, "norm": "linf",
@@ -282,6 +294,11 @@ mod tests {
         let rays = EvalSuite { attacks: vec![AttackId::Rays], rays_budget: 1000, ..suite.clone() };
         assert_eq!(rays.description()["rays_budget"], 1000);
         assert!(suite.description().get("rays_budget").is_none());
+        // The memory format enters the key only when it is channels-last.
+        let cl = EvalSuite { channels_last: true, ..suite.clone() };
+        assert_eq!(cl.description()["memory_format"], "channels_last");
+        assert_ne!(cl.hash().unwrap(), suite.hash().unwrap());
+        assert!(suite.description().get("memory_format").is_none());
     }
 
     #[test]
