@@ -56,12 +56,9 @@ fn main() {
     println!("cargo:rustc-env=INFOAT_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");
-    // torch-sys asks for libtorch_cuda, but the linker's default --as-needed drops it because
-    // no symbol of it is referenced directly, and then libtorch never registers CUDA
-    // (`Cuda::is_available()` is false on a GPU machine). libtorch.so depends on the CUDA
-    // library in CUDA builds and on the CPU one alone in CPU builds, so keeping it linked
-    // works for both.
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch,--as-needed");
-    }
+    // torch-sys asks for libtorch_cuda, and the linker's default --as-needed drops it because no
+    // symbol of it is referenced directly. That is wanted: loading the CUDA libraries costs about
+    // 350 MB of memory on machines that cannot use them, so `cuda_library::load` opens
+    // libtorch_cuda at start-up where an NVIDIA driver is present (the CUDA kernels and hooks
+    // then register as if it were linked).
 }

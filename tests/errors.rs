@@ -148,3 +148,36 @@ fn empty_evaluations_and_manifestless_bundles_are_refused() {
     );
     assert!(err.matches("os error").count() <= 1, "the OS error is said once: {err}");
 }
+
+/// libtorch's CUDA libraries are loaded only where an NVIDIA driver is (issue 24: they cost
+/// about 350 MB of memory to load), and a CUDA request on a machine without one says why:
+/// without a driver they are not loaded; `INFOAT_CUDA=on` loads them anyway, and then libtorch's
+/// own reason shows, which it can give only with its CUDA kernels and hooks registered;
+/// `INFOAT_CUDA=off` never loads them.
+#[test]
+fn cuda_libraries_load_only_where_a_driver_is_and_a_cuda_request_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["eval", "--device", "cuda", "--torchscript", "none.pt", "--dataset", "mnist"];
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        // A GPU machine: the request gets past the device and fails on the missing file.
+        infoat(dir.path()).args(args).assert().code(2).stderr(contains("none.pt").and(no_panic()));
+        return;
+    }
+    infoat(dir.path())
+        .args(args)
+        .assert()
+        .code(2)
+        .stderr(contains("no CUDA device").and(contains("not loaded: no NVIDIA driver")).and(no_panic()));
+    infoat(dir.path()).env("INFOAT_CUDA", "on").args(args).assert().code(2).stderr(
+        contains("CUDA library: loaded /")
+            .and(contains("libtorch_cuda.so"))
+            .and(contains("Found no NVIDIA driver on your system"))
+            .and(no_panic()),
+    );
+    infoat(dir.path())
+        .env("INFOAT_CUDA", "off")
+        .args(args)
+        .assert()
+        .code(2)
+        .stderr(contains("not loaded: INFOAT_CUDA=off").and(no_panic()));
+}

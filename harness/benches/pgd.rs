@@ -20,7 +20,9 @@ use infoat_harness::precision::Precision;
 use tch::Device;
 
 fn devices() -> Vec<Device> {
-    // The heap settings the `infoat` binary runs with (src/alloc.rs).
+    // libtorch's CUDA library where a driver is (src/cuda_library.rs), and the heap settings
+    // the `infoat` binary runs with (src/alloc.rs).
+    infoat_harness::cuda_library::load();
     infoat_harness::alloc::tune();
     let mut d = vec![Device::Cpu];
     if tch::Cuda::is_available() {

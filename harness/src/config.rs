@@ -78,9 +78,25 @@ impl DeviceChoice {
             DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
             DeviceChoice::Cpu => Ok(tch::Device::Cpu),
             DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceChoice::Cuda => Err(Error::Invalid(
-                "device = \"cuda\" but libtorch sees no CUDA device; use device = \"cpu\" or \"auto\"".into(),
-            )),
+            DeviceChoice::Cuda => {
+                let library = crate::cuda_library::load();
+                // With its CUDA library loaded, libtorch's own reason (no driver, no device).
+                let why = match library {
+                    crate::cuda_library::CudaLibrary::Loaded(_) => {
+                        tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0))).err().map(|e| {
+                            let text = e.to_string();
+                            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                            format!("{}; ", line.trim_start_matches("Internal torch error: "))
+                        })
+                    }
+                    _ => None,
+                };
+                Err(Error::Invalid(format!(
+                    "device = \"cuda\" but libtorch sees no CUDA device ({}libtorch's CUDA library: {library}); use \
+                     device = \"cpu\" or \"auto\"",
+                    why.unwrap_or_default()
+                )))
+            }
         }
     }
 }

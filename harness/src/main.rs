@@ -13,6 +13,8 @@ use infoat_harness::cli::Cli;
 mod commands;
 
 fn main() -> ExitCode {
+    // First of all: libtorch caches whether it has CUDA at the first question about it.
+    infoat_harness::cuda_library::load();
     // Before any tensor operation: ATen and MKL read their dispatch settings once.
     infoat_harness::numerics::apply_portable_mode_from_env();
     infoat_harness::alloc::tune();

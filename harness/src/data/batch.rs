@@ -173,6 +173,7 @@ mod tests {
 
     #[test]
     fn make_batch_on_cuda_when_available() {
+        crate::cuda_library::load();
         if !tch::Cuda::is_available() {
             eprintln!("skipping make_batch_on_cuda_when_available: no CUDA device");
             return;
