@@ -54,9 +54,10 @@ fn bench_summarize_renders_graph_and_profile_sections() {
         r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         r.to_string()
     };
-    let eager = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0}));
+    let eager = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0,
+        "peak_rss_mib": 1500.0}));
     let graph = row(serde_json::json!({"impl": "pytorch", "variant": "tuned+graph", "images_per_second": 3600.0}));
-    let harness = row(serde_json::json!({"images_per_second": 2640.0, "epoch_seconds": 18.9}));
+    let harness = row(serde_json::json!({"images_per_second": 2640.0, "epoch_seconds": 18.9, "peak_rss_mib": 1234.4}));
     std::fs::write(dir.path().join("throughput.jsonl"), format!("{eager}\n{graph}\n{harness}\n")).unwrap();
     let profiled = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0,
         "profile": {"device_events": 5000, "device_busy_ms": 20.0, "device_span_ms": 40.0, "ms_per_step": 48.0,
@@ -69,6 +70,8 @@ fn bench_summarize_renders_graph_and_profile_sections() {
     assert!(md.contains(graph_row), "{md}");
     let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";
     assert!(md.contains(profile_row), "{md}");
+    // The throughput row ends with the peak memories: GPU (none recorded), host harness / PyTorch.
+    assert!(md.contains("| 18.9 | – | 1,234 / 1,500 |"), "{md}");
 
     let empty = tempfile::tempdir().unwrap();
     let out = infoat(empty.path()).args(["bench", "--summarize", "."]).output().unwrap();

@@ -53,6 +53,9 @@ pub struct ThroughputRow {
     /// Peak device memory (MiB) of the whole GPU while the command ran.
     #[serde(default)]
     pub peak_gpu_mib: Option<f64>,
+    /// Peak resident host memory (MiB) of the process (issue 24).
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
     /// Milliseconds per step.
     #[serde(default)]
     pub ms_per_step: Option<f64>,
@@ -355,6 +358,9 @@ the median of n rounds. Ratios: best harness layout / PyTorch at the same precis
 gives the ratio to the fp32 reference.";
 
 fn throughput(groups: &[(GroupKey, Columns<'_>)]) -> Section {
+    // Host memory became part of the records later (issue 24): results from before render as
+    // they did.
+    let with_host = groups.iter().any(|(_, cols)| cols.iter().any(|(_, v)| v.iter().any(|r| r.peak_rss_mib.is_some())));
     let mut rows = Vec::new();
     for ((work, arch, method, batch, prec), cols) in groups {
         let (nchw, cl, best) = harness_best(cols);
@@ -372,17 +378,21 @@ fn throughput(groups: &[(GroupKey, Columns<'_>)]) -> Section {
         let best_rows = column(cols, ("harness", if best == cl { "cl" } else { "nchw" }));
         let mem_h = med(best_rows, |r| r.peak_gpu_mib);
         let mem_p = med(column(cols, ("pytorch", "tuned")), |r| r.peak_gpu_mib);
-        let mem = match (mem_h, mem_p) {
+        let pair = |h: Option<f64>, p: Option<f64>| match (h, p) {
             (Some(h), Some(p)) => format!("{} / {}", thousands(h), thousands(p)),
+            (Some(h), None) => format!("{} / –", thousands(h)),
             _ => "–".into(),
         };
+        let mem = pair(mem_h, mem_p);
+        let host =
+            pair(med(best_rows, |r| r.peak_rss_mib), med(column(cols, ("pytorch", "tuned")), |r| r.peak_rss_mib));
         let train_len = best_rows.first().and_then(|r| Some(r.epoch_seconds? * r.images_per_second?));
         let epoch = match (train_len, best) {
             (Some(t), Some(b)) if t != 0.0 && b != 0.0 => format!("{:.1}", t / b),
             _ => "–".into(),
         };
         let n = cols.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
-        rows.push(vec![
+        let mut row = vec![
             work.clone(),
             arch.clone(),
             method.clone(),
@@ -399,31 +409,34 @@ fn throughput(groups: &[(GroupKey, Columns<'_>)]) -> Section {
             ratio(best, heap),
             epoch,
             mem,
-        ]);
+        ];
+        if with_host {
+            row.push(host);
+        }
+        rows.push(row);
     }
-    section(
-        "Throughput (images/s)",
-        THROUGHPUT_INTRO,
-        &[
-            "work",
-            "arch",
-            "method",
-            "batch",
-            "precision",
-            "n",
-            "harness NCHW",
-            "harness channels-last",
-            "PyTorch reference",
-            "PyTorch tuned",
-            "PyTorch tuned + heap",
-            "× reference",
-            "× tuned",
-            "× tuned + heap",
-            "epoch s (best harness)",
-            "peak GPU MiB harness / PyTorch",
-        ],
-        rows,
-    )
+    let mut head = vec![
+        "work",
+        "arch",
+        "method",
+        "batch",
+        "precision",
+        "n",
+        "harness NCHW",
+        "harness channels-last",
+        "PyTorch reference",
+        "PyTorch tuned",
+        "PyTorch tuned + heap",
+        "× reference",
+        "× tuned",
+        "× tuned + heap",
+        "epoch s (best harness)",
+        "peak GPU MiB harness / PyTorch",
+    ];
+    if with_host {
+        head.push("peak host MiB harness / PyTorch");
+    }
+    section("Throughput (images/s)", THROUGHPUT_INTRO, &head, rows)
 }
 
 /// PyTorch with the PGD attack captured in one CUDA graph beside PyTorch eager in the same
