@@ -177,4 +177,8 @@ fn aa_profile_scripts_time_passes_and_bound_each_component() {
     assert!(out.contains("| square | 4 | 4 | 400 | 0 | 6.0 | 12.0 | 0.2 | 30.00 | 60.00 |"), "{out}");
     assert!(out.contains("cascade's passes allow here: 23.94×"), "{out}");
     assert_eq!(last["speedup"].as_f64().unwrap(), 2.0);
+    // What ci/bench/aa asks pass_cost.py to time: each component's batch.
+    let batches =
+        run_repo_python("ci/bench/aa_report.py", &["--harness", &h, "--batch-size", "500", "--stage-batches"]);
+    assert_eq!(batches.trim(), "10,4");
 }

@@ -7,6 +7,8 @@ with the same figures last.
 
     aa_report.py --harness H.json --official O.json [--pass-costs P.json] [--batch-size B]
                  [--label NAME] [--machine TEXT]
+    aa_report.py --harness H.json [--batch-size B] --stage-batches   (the batch size each AA
+                 component saw, comma-separated: what ci/bench/pass_cost.py is asked to time)
 
 Times: the harness's is its `aa` attack's `seconds` (the cascade over the clean-correct
 examples); official AutoAttack's is its `run_standard_evaluation` call (its own clean pass and
@@ -33,12 +35,22 @@ from compare import load, mcnemar_p, pct, sets  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--harness", required=True)
-    p.add_argument("--official", required=True)
+    p.add_argument("--official")
     p.add_argument("--label", default="the model")
     p.add_argument("--machine", default="", help="one line naming the machine, printed under the heading")
     p.add_argument("--pass-costs", help="ci/bench/pass_cost.py's JSON at the components' batch sizes")
     p.add_argument("--batch-size", type=int, help="the harness run's --batch-size [default: all images at once]")
+    p.add_argument("--stage-batches", action="store_true",
+                   help="print only the batch size each AA component saw, comma-separated")
     a = p.parse_args()
+    if a.stage_batches:
+        h = load(a.harness, "harness")
+        n = h["n"]
+        stages = h.get("attacks", {}).get("aa", {}).get("stages") or []
+        print(",".join(str(stage_batch(st["attacked"], n, a.batch_size or n)) for st in stages))
+        return
+    if not a.official:
+        p.error("--official is required (except with --stage-batches)")
     h, o = load(a.harness, "harness"), load(a.official, "official AutoAttack")
     ha, oa = h.get("attacks", {}).get("aa"), o.get("attacks", {}).get("aa")
     if ha is None or oa is None:

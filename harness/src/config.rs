@@ -84,8 +84,7 @@ impl DeviceChoice {
                 let why = match library {
                     crate::cuda_library::CudaLibrary::Loaded(_) => {
                         tch::Tensor::f_zeros([1], (tch::Kind::Float, tch::Device::Cuda(0))).err().map(|e| {
-                            let text = e.to_string();
-                            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                            let line = crate::models::first_line(&e.to_string());
                             format!("{}; ", line.trim_start_matches("Internal torch error: "))
                         })
                     }

@@ -166,6 +166,20 @@ pub fn channels_last(t: &Tensor) -> Tensor {
     out
 }
 
+/// Re-stores the 4-D tensors among `params` channels-last in place ([`channels_last`]): what
+/// PyTorch's `module.to(memory_format=torch.channels_last)` does to a module's parameters. Values
+/// and names are unchanged.
+pub fn params_to_channels_last(params: impl IntoIterator<Item = Tensor>) {
+    tch::no_grad(|| {
+        for mut t in params {
+            if t.dim() == 4 {
+                let cl = channels_last(&t);
+                t.set_data(&cl);
+            }
+        }
+    });
+}
+
 /// True when a 4-D tensor has channels-last strides (stride of C is 1, of W is C).
 pub fn is_channels_last(t: &Tensor) -> bool {
     if t.dim() != 4 {

@@ -120,7 +120,8 @@ impl ScriptModel {
     }
 }
 
-fn first_line(s: &str) -> String {
+/// The first non-empty line of a (libtorch) error message, trimmed.
+pub(crate) fn first_line(s: &str) -> String {
     s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
 }
 
@@ -146,15 +147,7 @@ impl Classifier for ScriptModel {
     /// `module.to(memory_format=torch.channels_last)` does); the module's code is unchanged.
     fn set_channels_last(&mut self) -> Result<()> {
         if !self.channels_last {
-            tch::no_grad(|| -> Result<()> {
-                for (_, mut t) in self.module.named_parameters()? {
-                    if t.dim() == 4 {
-                        let cl = crate::precision::channels_last(&t);
-                        t.set_data(&cl);
-                    }
-                }
-                Ok(())
-            })?;
+            crate::precision::params_to_channels_last(self.module.named_parameters()?.into_iter().map(|(_, t)| t));
             self.channels_last = true;
         }
         Ok(())

@@ -14,6 +14,7 @@ mod resnet;
 mod small_cnn;
 mod wide_resnet;
 
+pub(crate) use classifier::first_line;
 pub use classifier::{Classifier, Frozen, ScriptModel};
 pub use layers::BatchNorm2d;
 
@@ -292,14 +293,7 @@ impl Network {
     pub fn set_numerics(&mut self, precision: Precision, channels_last: bool) {
         self.precision = precision;
         if channels_last && !self.channels_last {
-            tch::no_grad(|| {
-                for (_, mut t) in self.vs.variables() {
-                    if t.dim() == 4 {
-                        let cl = crate::precision::channels_last(&t);
-                        t.set_data(&cl);
-                    }
-                }
-            });
+            crate::precision::params_to_channels_last(self.vs.variables().into_values());
         }
         self.channels_last = channels_last;
     }
