@@ -106,7 +106,56 @@ fn conv_bound_orders_the_works_and_reads_committed_results() {
         assert_eq!(m["harness"].as_f64().unwrap(), best);
         let over = l["ceiling_over_reference"].as_f64().unwrap();
         assert!((over - ceiling / m["reference"].as_f64().unwrap()).abs() < 1e-9, "{l}");
+        // The tighter bound adds SmallCNN's ReLU and max-pool layers: slower than the kernels
+        // alone, and the harness's share of it follows from the same measurement.
+        let full = l["with_layer_ops_bound_ms_per_step"].as_f64().unwrap();
+        assert!(full > l["bound_ms_per_step"].as_f64().unwrap(), "{l}");
+        let full_ceiling = l["with_layer_ops_ceiling_images_per_second"].as_f64().unwrap();
+        assert!((full_ceiling - 128.0 * 1e3 / full).abs() < 1e-6 * full_ceiling, "{l}");
+        let share = l["harness_share_of_with_layer_ops_ceiling"].as_f64().unwrap();
+        assert!((share - best / full_ceiling).abs() < 1e-9, "{l}");
     }
+    let full: Vec<f64> = lines.iter().map(|l| l["with_layer_ops_bound_ms_per_step"].as_f64().unwrap()).collect();
+    assert!(full[0] < full[1] && full[1] < full[2] && full[2] == full[3], "{full:?}");
+}
+
+/// perf_groups.py files `perf report` lines by what the code is and turns shares into ms.
+#[test]
+fn perf_groups_files_samples_by_kind_of_code() {
+    use std::io::Write;
+    let report = "# Samples: 9K of event 'cpu-clock:pppH'\n\
+        #\n\
+        \x20   40.00%  [JIT] tid 4708        [.] 0x00007f44c62950fd\n\
+        \x20   10.00%  libtorch_cpu.so       [.] dnnl::impl::cpu::x64::brgemm_convolution_fwd_t<880>::ker_vpad\n\
+        \x20    5.00%  libtorch_cpu.so       [.] mkl_blas_avx512_sgemm_kernel_0_b0\n\
+        \x20    8.00%  libtorch_cpu.so       [.] c10::function_ref<void (char**)>::callback_fn<threshold_kernel(at::TensorIteratorBase&)>\n\
+        \x20    2.00%  libtorch_cpu.so       [.] at::native::cpu_max_pool_channels_last<float, false>\n\
+        \x20   20.00%  libgomp.so.1          [.] 0x000000000001de62\n\
+        \x20    5.00%  libc.so.6             [.] _int_free\n\
+        \x20   10.00%  infoat                [.] infoat_harness::attacks::pgd::ascend\n";
+    let mut child = repo_python("ci/bench/perf_groups.py")
+        .args(["--ms-per-step", "200"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(report.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let share = |g: &str| v["share_percent"][g].as_f64().unwrap();
+    assert_eq!((share("convolution"), share("linear"), share("relu"), share("max-pool")), (50.0, 5.0, 8.0, 2.0), "{v}");
+    assert_eq!(
+        (share("openmp wait"), share("allocator"), share("other"), share("fill/copy")),
+        (20.0, 5.0, 10.0, 0.0),
+        "{v}"
+    );
+    assert!((v["ms"]["convolution"].as_f64().unwrap() - 100.0).abs() < 1e-9, "{v}");
+    // Nothing to read is an error that says what to pipe in.
+    let out = repo_python("ci/bench/perf_groups.py").stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("perf report"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// ci/bench/aa's two helpers: pass_cost.py times a TorchScript model's passes at the batch sizes

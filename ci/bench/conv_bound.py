@@ -8,6 +8,12 @@ the harness and PyTorch eager both do — needs at least this long, so
     ceiling = batch / bound            (images/s)
     ceiling / PyTorch reference        the largest speed-up over the reference these kernels allow
 
+A second, tighter bound adds the network's ReLU and max-pool layers (forward, and the backward
+every gradient pass runs through them), the cheapest of their kernels timed the same way: the
+layers SmallCNN cannot do without, which no kernel fusion reachable through libtorch's operators
+removes. `with_layer_ops_*` in the output; the share of that ceiling tells how much of a step is
+framework (autograd, allocation, dispatch, thread hand-offs) rather than kernels.
+
 Each kernel is timed in both memory formats (NCHW, channels-last) and the faster counts, which
 keeps the bound a bound even for an implementation that picks its layout per layer.
 
@@ -77,6 +83,59 @@ def layer_shapes(model, x):
     return seen
 
 
+def layer_ops(model, x):
+    """(module, input shape) of every ReLU and MaxPool2d module in the order the forward pass runs
+    them, a ReLU right before a MaxPool2d moved after it (the harness's SmallCNN order: max
+    commutes with ReLU, so the values and the gradients are the same and the ReLU touches a
+    quarter of the elements). ReLUs called as functions (F.relu, as the ResNets do) and
+    BatchNorm are not seen, which keeps the sum a lower bound."""
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape), tuple(o.shape))))
+             for m in model.modules() if isinstance(m, (nn.ReLU, nn.MaxPool2d))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    out, i = [], 0
+    while i < len(seen):
+        m, shape, _ = seen[i]
+        if isinstance(m, nn.ReLU) and i + 1 < len(seen) and isinstance(seen[i + 1][0], nn.MaxPool2d) \
+                and seen[i + 1][1] == shape:
+            pool, _, pooled = seen[i + 1]
+            out += [(pool, shape), (m, pooled)]
+            i += 2
+        else:
+            out.append((m, shape))
+            i += 1
+    return out
+
+
+def op_kernels(m, shape):
+    """(pass, callable) for the forward and the input gradient of a ReLU or max-pool layer at
+    input `shape`, in both memory formats for a batch of images: ReLU in place (the harness's
+    `relu_` on a fresh layer output) and its backward `threshold_backward`; max-pool with the
+    argmax indices autograd keeps, or without them where no gradient follows (the faster counts),
+    and its backward. They have no weight gradient."""
+    out = []
+    formats = [torch.contiguous_format, torch.channels_last] if len(shape) == 4 else [torch.contiguous_format]
+    for fmt in formats:
+        x = (torch.rand(shape) * 2 - 1).contiguous(memory_format=fmt)
+        if isinstance(m, nn.ReLU):
+            y = x.relu()
+            g = torch.rand_like(y)
+            out += [("forward", lambda x=x: x.relu_()),
+                    ("input_grad", lambda g=g, y=y: torch.ops.aten.threshold_backward(g, y, 0))]
+        else:
+            a = (m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+            y, idx = torch.ops.aten.max_pool2d_with_indices(x, *a)
+            g = torch.rand_like(y)
+            out += [("forward", lambda x=x, a=a: torch.ops.aten.max_pool2d_with_indices(x, *a)),
+                    ("forward", lambda x=x, a=a: torch.ops.aten.max_pool2d(x, *a)),
+                    ("input_grad", lambda g=g, x=x, a=a, idx=idx:
+                        torch.ops.aten.max_pool2d_with_indices_backward(g, x, *a, idx))]
+    return out
+
+
 def kernels(m, shape):
     """(pass, callable) for the forward, input-gradient and weight (+ bias) gradient kernels of
     layer `m` at input `shape`, in both memory formats for a convolution."""
@@ -114,13 +173,16 @@ def kernels(m, shape):
     return out
 
 
-def kernel_times(shapes, rounds, calls):
+def kernel_times(shapes, rounds, calls, which=None):
     """Per layer, seconds for its forward, input gradient and weight gradient: for each kernel
     the fastest of `rounds` means of `calls` calls, the faster memory format counting. Rounds
     visit every kernel in turn, so a slow spell of the machine costs one round, not one kernel;
-    the minimum keeps the sum a lower bound on a machine whose timings drift."""
-    ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, fn in kernels(m, s)]
-    best = [{} for _ in shapes]
+    the minimum keeps the sum a lower bound on a machine whose timings drift. `which` gives a
+    layer's kernels (`kernels` for convolutions and linear layers, `op_kernels` for ReLU and
+    max-pool, whose weight gradient is zero)."""
+    which = which or kernels
+    ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, fn in which(m, s)]
+    best = [{"weight_grad": 0.0} if which is op_kernels else {} for _ in shapes]
     with torch.no_grad():
         for _i, _name, fn in ops:
             for _ in range(3):
@@ -135,11 +197,13 @@ def kernel_times(shapes, rounds, calls):
     return best
 
 
-def bound(layers, work, k):
-    """Seconds of kernel time one step of `work` needs at least (see the module doc)."""
+def bound(layers, work, k, first_takes_the_input=True):
+    """Seconds of kernel time one step of `work` needs at least (see the module doc). The
+    first convolution's input gradient is needed only by the attack; a ReLU's or a max-pool's
+    (`first_takes_the_input` false) by every backward, since they all lie after it."""
     fwd = sum(t["forward"] for t in layers)
     dgrad_all = sum(t["input_grad"] for t in layers)
-    dgrad_inner = dgrad_all - layers[0]["input_grad"]
+    dgrad_inner = dgrad_all - (layers[0]["input_grad"] if first_takes_the_input and layers else 0.0)
     wgrad = sum(t["weight_grad"] for t in layers)
     attack = k * (fwd + dgrad_all)
     if work == "pgd":
@@ -193,20 +257,27 @@ def main():
     torch.manual_seed(0)
     c, h, w, k, _eps, _n = SHAPES[a.dataset]
     model = build(a.arch, c, k).eval()
-    shapes = layer_shapes(model, torch.rand(a.batch_size, c, h, w))
-    layers = kernel_times(shapes, a.repeats, a.calls)
+    x = torch.rand(a.batch_size, c, h, w)
+    layers = kernel_times(layer_shapes(model, x), a.repeats, a.calls)
+    ops = kernel_times(layer_ops(model, x), a.repeats, a.calls, which=op_kernels)
     results = load(a.results) if a.results else None
     print(f"{a.arch} {a.dataset} batch {a.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}: "
           f"{len(layers)} conv/linear layers; per pass forward {1e3 * sum(t['forward'] for t in layers):.2f} ms, "
           f"input gradient {1e3 * sum(t['input_grad'] for t in layers):.2f} ms, "
-          f"weight gradient {1e3 * sum(t['weight_grad'] for t in layers):.2f} ms", file=sys.stderr)
+          f"weight gradient {1e3 * sum(t['weight_grad'] for t in layers):.2f} ms; "
+          f"{len(ops)} ReLU/max-pool layers: forward {1e3 * sum(t['forward'] for t in ops):.2f} ms, "
+          f"input gradient {1e3 * sum(t['input_grad'] for t in ops):.2f} ms", file=sys.stderr)
     for work in WORKS:
         secs = bound(layers, work, a.inner_steps)
         ceiling = a.batch_size / secs
+        full = secs + bound(ops, work, a.inner_steps, first_takes_the_input=False)
         out = {"arch": a.arch, "dataset": a.dataset, "batch_size": a.batch_size, "work": work,
                "inner_steps": a.inner_steps, "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "bound_ms_per_step": 1e3 * secs, "ceiling_images_per_second": ceiling}
-        line = f"  {work:7s} bound {1e3 * secs:8.1f} ms/step  ceiling {ceiling:8.1f} images/s"
+               "bound_ms_per_step": 1e3 * secs, "ceiling_images_per_second": ceiling,
+               "with_layer_ops_bound_ms_per_step": 1e3 * full,
+               "with_layer_ops_ceiling_images_per_second": a.batch_size / full}
+        line = (f"  {work:7s} bound {1e3 * secs:8.1f} ms/step  ceiling {ceiling:8.1f} images/s"
+                f"  (with ReLU and max-pool {1e3 * full:6.1f} ms, {a.batch_size / full:6.1f} images/s)")
         if results is not None:
             got = measured(results, a.arch, a.dataset, a.batch_size, work)
             out["measured_images_per_second"] = got
@@ -217,7 +288,9 @@ def main():
                 line += f", {ceiling / got['tuned']:.2f}x tuned ({got['tuned']:.0f})"
             if "harness" in got:
                 out["harness_share_of_ceiling"] = got["harness"] / ceiling
-                line += f"; harness {got['harness']:.0f} = {100 * got['harness'] / ceiling:.0f} % of it"
+                out["harness_share_of_with_layer_ops_ceiling"] = got["harness"] * full / a.batch_size
+                line += (f"; harness {got['harness']:.0f} = {100 * got['harness'] / ceiling:.0f} % of it, "
+                         f"{100 * got['harness'] * full / a.batch_size:.0f} % with ReLU and max-pool")
         print(line, file=sys.stderr)
         print(json.dumps(out))
 
