@@ -71,16 +71,22 @@ def impl_kind(r):
 WORKS = ("pgd", "at", "trades", "infoat")
 
 
-def layer_shapes(model, x):
-    """(module, input shape) of every Conv2d and Linear, in the order the forward pass runs them."""
+def traced(model, x, types):
+    """(module, input shape, output shape) of every module of `types`, in the order one forward
+    pass of `x` runs them."""
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape))))
-             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape), tuple(o.shape))))
+             for m in model.modules() if isinstance(m, types)]
     with torch.no_grad():
         model(x)
     for h in hooks:
         h.remove()
     return seen
+
+
+def layer_shapes(model, x):
+    """(module, input shape) of every Conv2d and Linear, in the order the forward pass runs them."""
+    return [(m, shape) for m, shape, _ in traced(model, x, (nn.Conv2d, nn.Linear))]
 
 
 def layer_ops(model, x):
@@ -89,13 +95,7 @@ def layer_ops(model, x):
     commutes with ReLU, so the values and the gradients are the same and the ReLU touches a
     quarter of the elements). ReLUs called as functions (F.relu, as the ResNets do) and
     BatchNorm are not seen, which keeps the sum a lower bound."""
-    seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, tuple(i[0].shape), tuple(o.shape))))
-             for m in model.modules() if isinstance(m, (nn.ReLU, nn.MaxPool2d))]
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
+    seen = traced(model, x, (nn.ReLU, nn.MaxPool2d))
     out, i = [], 0
     while i < len(seen):
         m, shape, _ = seen[i]
@@ -173,16 +173,15 @@ def kernels(m, shape):
     return out
 
 
-def kernel_times(shapes, rounds, calls, which=None):
+def kernel_times(shapes, rounds, calls, which=kernels):
     """Per layer, seconds for its forward, input gradient and weight gradient: for each kernel
     the fastest of `rounds` means of `calls` calls, the faster memory format counting. Rounds
     visit every kernel in turn, so a slow spell of the machine costs one round, not one kernel;
     the minimum keeps the sum a lower bound on a machine whose timings drift. `which` gives a
     layer's kernels (`kernels` for convolutions and linear layers, `op_kernels` for ReLU and
-    max-pool, whose weight gradient is zero)."""
-    which = which or kernels
+    max-pool, which have no weight gradient)."""
     ops = [(i, name, fn) for i, (m, s) in enumerate(shapes) for name, fn in which(m, s)]
-    best = [{"weight_grad": 0.0} if which is op_kernels else {} for _ in shapes]
+    best = [{} for _ in shapes]
     with torch.no_grad():
         for _i, _name, fn in ops:
             for _ in range(3):
@@ -204,7 +203,7 @@ def bound(layers, work, k, first_takes_the_input=True):
     fwd = sum(t["forward"] for t in layers)
     dgrad_all = sum(t["input_grad"] for t in layers)
     dgrad_inner = dgrad_all - (layers[0]["input_grad"] if first_takes_the_input and layers else 0.0)
-    wgrad = sum(t["weight_grad"] for t in layers)
+    wgrad = sum(t.get("weight_grad", 0.0) for t in layers)
     attack = k * (fwd + dgrad_all)
     if work == "pgd":
         return attack
@@ -288,11 +287,12 @@ def main():
             if "tuned" in got:
                 line += f", {ceiling / got['tuned']:.2f}x tuned ({got['tuned']:.0f})"
             if "harness" in got:
-                out["harness_share_of_ceiling"] = got["harness"] / ceiling
-                out["harness_share_of_with_layer_ops_ceiling"] = got["harness"] * full / a.batch_size
-                line += f"; harness {got['harness']:.0f} = {100 * got['harness'] / ceiling:.0f} % of it"
+                share, share_full = got["harness"] / ceiling, got["harness"] * full / a.batch_size
+                out["harness_share_of_ceiling"] = share
+                out["harness_share_of_with_layer_ops_ceiling"] = share_full
+                line += f"; harness {got['harness']:.0f} = {100 * share:.0f} % of it"
                 if ops:
-                    line += f", {100 * got['harness'] * full / a.batch_size:.0f} % with ReLU and max-pool"
+                    line += f", {100 * share_full:.0f} % with ReLU and max-pool"
         print(line, file=sys.stderr)
         print(json.dumps(out))
 

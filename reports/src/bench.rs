@@ -376,16 +376,16 @@ fn throughput(groups: &[(GroupKey, Columns<'_>)]) -> Section {
             }
         }
         let best_rows = column(cols, ("harness", if best == cl { "cl" } else { "nchw" }));
+        let tuned_rows = column(cols, ("pytorch", "tuned"));
         let mem_h = med(best_rows, |r| r.peak_gpu_mib);
-        let mem_p = med(column(cols, ("pytorch", "tuned")), |r| r.peak_gpu_mib);
+        let mem_p = med(tuned_rows, |r| r.peak_gpu_mib);
         let pair = |h: Option<f64>, p: Option<f64>| match (h, p) {
             (Some(h), Some(p)) => format!("{} / {}", thousands(h), thousands(p)),
             (Some(h), None) => format!("{} / –", thousands(h)),
             _ => "–".into(),
         };
         let mem = pair(mem_h, mem_p);
-        let host =
-            pair(med(best_rows, |r| r.peak_rss_mib), med(column(cols, ("pytorch", "tuned")), |r| r.peak_rss_mib));
+        let host = pair(med(best_rows, |r| r.peak_rss_mib), med(tuned_rows, |r| r.peak_rss_mib));
         let train_len = best_rows.first().and_then(|r| Some(r.epoch_seconds? * r.images_per_second?));
         let epoch = match (train_len, best) {
             (Some(t), Some(b)) if t != 0.0 && b != 0.0 => format!("{:.1}", t / b),
