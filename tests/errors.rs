@@ -181,3 +181,37 @@ fn cuda_libraries_load_only_where_a_driver_is_and_a_cuda_request_says_why() {
         .code(2)
         .stderr(contains("not loaded: INFOAT_CUDA=off").and(no_panic()));
 }
+
+/// `bench --cuda-graph` loads the CUDA-graph shim (libtorch's CUDAGraph behind a C ABI, built
+/// with the binary) before it looks for a device. Without libtorch's CUDA library the reason is
+/// that library's state; with it (`INFOAT_CUDA=on` where no driver is), the shim's symbols
+/// resolve against it and the missing device is the reason. A graph on the CPU is refused.
+#[test]
+fn cuda_graph_support_loads_with_libtorch_cuda_and_says_why_not_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--cuda-graph", "--work", "pgd", "--warmup", "0", "--steps", "1", "--batch-size", "8"];
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        // A GPU machine: the graph is captured and replayed.
+        infoat(dir.path())
+            .args(args)
+            .args(["--device", "cuda", "--json"])
+            .assert()
+            .success()
+            .stdout(contains("\"cuda_graph\":true"));
+        return;
+    }
+    infoat(dir.path()).args(args).args(["--device", "cuda"]).assert().code(2).stderr(
+        contains(
+            "CUDA graphs are unavailable: they need libtorch's CUDA library, which is not loaded: no NVIDIA driver",
+        )
+        .and(no_panic()),
+    );
+    infoat(dir.path()).env("INFOAT_CUDA", "on").args(args).args(["--device", "cuda"]).assert().code(2).stderr(
+        contains("--cuda-graph (CUDA-graph support loaded) needs a CUDA device")
+            .and(contains("libtorch sees no CUDA device"))
+            .and(no_panic()),
+    );
+    infoat(dir.path()).env("INFOAT_CUDA", "on").args(args).args(["--device", "cpu"]).assert().code(2).stderr(
+        contains("--cuda-graph needs a CUDA device (a graph records CUDA work), and --device cpu").and(no_panic()),
+    );
+}

@@ -44,6 +44,7 @@ fn spec(arch: Arch, dataset: Dataset, method: BenchMethod, batch: usize, device:
         steps: 1,
         seed: 0,
         work: Work::TrainStep,
+        cuda_graph: false,
     }
 }
 

@@ -48,6 +48,10 @@ pub struct BenchSpec {
     pub seed: u64,
     /// What one timed step is.
     pub work: Work,
+    /// Run the inner PGD as one captured CUDA graph ([`crate::attacks::GraphedPgd`]): for
+    /// `Work::Pgd`, or the AT training step. On the CPU the same buffers run eagerly (the
+    /// equivalence the tests check).
+    pub cuda_graph: bool,
 }
 
 /// What `infoat bench` times.
@@ -85,6 +89,9 @@ pub struct BenchResult {
     pub precision: Precision,
     /// Channels-last memory format.
     pub channels_last: bool,
+    /// The inner PGD ran as a captured CUDA graph (omitted when false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cuda_graph: bool,
     /// Images per step.
     pub batch_size: usize,
     /// Timed steps.
@@ -120,6 +127,9 @@ fn sync(device: Device) {
     }
 }
 
+/// The training progress every bench step claims (past any eps warm-up).
+const BENCH_EPOCHS_DONE: f64 = 1.0;
+
 /// A ready-to-step training setup on random data: what `infoat bench` times and the criterion
 /// benches (`harness/benches/pgd.rs`) drive.
 pub struct Rig {
@@ -130,6 +140,8 @@ pub struct Rig {
     pool: ImageSet,
     eps: f64,
     device: Device,
+    /// The inner PGD as a graph (`BenchSpec::cuda_graph`).
+    graphed: Option<crate::attacks::GraphedPgd>,
 }
 
 impl std::fmt::Debug for Rig {
@@ -163,18 +175,42 @@ impl Rig {
             num_classes: k,
         };
         let eps = spec.dataset.default_eps();
-        Ok(Rig { model, method, opt, batch: Batch { x, y }, pool, eps, device: spec.device })
+        let mut rig = Rig { model, method, opt, batch: Batch { x, y }, pool, eps, device: spec.device, graphed: None };
+        if spec.cuda_graph {
+            let (pgd, bn) = match (spec.work, &method_cfg) {
+                (Work::Pgd, cfg) => (rig.pgd_spec(cfg.inner().map_or(0, |i| i.steps)), crate::attacks::BnMode::Eval),
+                (Work::TrainStep, MethodConfig::At { inner }) => {
+                    (inner.spec_at(BENCH_EPOCHS_DONE), inner.attack_bn_mode)
+                }
+                _ => return Err(Error::Invalid(
+                    "a CUDA graph captures the cross-entropy PGD attack: use it with --work pgd, or with --method at \
+                         for a training step"
+                        .into(),
+                )),
+            };
+            rig.graphed = Some(crate::attacks::GraphedPgd::new(&rig.model, &rig.batch.x, &rig.batch.y, pgd, bn)?);
+        }
+        Ok(rig)
     }
 
-    /// The inner maximisation alone: `steps` PGD steps of eps/4 on the cross-entropy from a
-    /// uniform start, parameters frozen, BatchNorm in eval mode (SPEC §2 "Inner PGD").
-    pub fn pgd(&self, steps: usize) -> Result<Tensor> {
-        let spec = crate::attacks::PgdSpec {
+    /// The ascent `Rig::pgd` runs: `steps` steps of eps/4 from a uniform start.
+    fn pgd_spec(&self, steps: usize) -> crate::attacks::PgdSpec {
+        crate::attacks::PgdSpec {
             eps: self.eps,
             steps,
             step_size: crate::attacks::default_step(self.eps),
             start: crate::attacks::Start::Uniform,
-        };
+        }
+    }
+
+    /// The inner maximisation alone: `steps` PGD steps of eps/4 on the cross-entropy from a
+    /// uniform start, parameters frozen, BatchNorm in eval mode (SPEC §2 "Inner PGD"); a replay
+    /// of the graph when the rig was built with one (for the step count it was built for).
+    pub fn pgd(&self, steps: usize) -> Result<Tensor> {
+        if let Some(g) = &self.graphed {
+            return g.run(&self.model, &self.batch.x, &self.batch.y);
+        }
+        let spec = self.pgd_spec(steps);
         let y = &self.batch.y;
         crate::attacks::maximize(&self.model, &self.batch.x, &spec, crate::attacks::BnMode::Eval, &mut |logits| {
             Ok(crate::losses::ce(logits, y)?.f_sum(Kind::Float)?)
@@ -193,12 +229,18 @@ impl Rig {
         sync(self.device);
     }
 
-    /// One training step (the method's loss, backward, optimizer update).
+    /// One training step (the method's loss, backward, optimizer update). With a graph (AT
+    /// only), the graph's replay gives the adversarial batch and AT's outer loss follows.
     pub fn step(&mut self, i: usize) -> Result<()> {
+        if let Some(g) = &self.graphed {
+            let x_adv = g.run(&self.model, &self.batch.x, &self.batch.y)?;
+            let out = crate::methods::At::outer(&self.model, &x_adv, &self.batch.y)?;
+            return self.opt.backward_step(&out.total);
+        }
         let ctx = StepCtx {
             epoch: 1,
             batch: i,
-            epochs_done: 1.0,
+            epochs_done: BENCH_EPOCHS_DONE,
             seed: i as u64,
             train_set: &self.pool,
             augment: Augment::None,
@@ -255,6 +297,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         device_name: env.gpu.clone().or_else(|| env.cpu.clone()).unwrap_or_else(|| env.device.clone()),
         precision: spec.precision,
         channels_last: spec.channels_last,
+        cuda_graph: rig.graphed.as_ref().is_some_and(|g| g.is_graph()),
         batch_size: spec.batch_size,
         steps: spec.steps,
         ms_per_step: 1e3 * secs / spec.steps as f64,
@@ -487,7 +530,49 @@ mod tests {
             steps: 2,
             seed: 1,
             work: Work::TrainStep,
+            cuda_graph: false,
         }
+    }
+
+    /// The graph's path on the CPU (the batch copied into its buffers, the ascent run on them,
+    /// the result copied out, AT's outer loss) trains exactly as AT's own step does: the same
+    /// parameters, bit for bit, after three steps. The inner PGD runs for its step count and
+    /// `--work pgd` gives the ascent itself.
+    #[test]
+    fn graphed_pgd_path_trains_exactly_as_the_method_step() {
+        let _g = crate::models::layers::test_support::rng_lock();
+        let inner = InnerConfig { steps: 3, ..InnerConfig::default() };
+        let run = |cuda_graph: bool| {
+            let mut rig =
+                Rig::new(&BenchSpec { cuda_graph, ..spec(MethodConfig::At { inner: inner.clone() }) }).unwrap();
+            assert_eq!(rig.graphed.is_some(), cuda_graph);
+            for i in 0..3 {
+                rig.step(i).unwrap();
+            }
+            tch::manual_seed(9);
+            let adv = rig.pgd(3).unwrap();
+            (rig.model.trainable(), adv)
+        };
+        let (plain, plain_adv) = run(false);
+        let (graphed, graphed_adv) = run(true);
+        let start = Rig::new(&spec(MethodConfig::At { inner: inner.clone() })).unwrap().model.trainable();
+        let mut moved = false;
+        for (((name, a), (_, b)), (_, s)) in plain.iter().zip(&graphed).zip(&start) {
+            assert!(a.equal(b), "{name} differs between the graphed path and AT's step");
+            moved |= !a.equal(s);
+        }
+        assert!(moved, "the steps did not train");
+        assert!(plain_adv.equal(&graphed_adv), "the graphed --work pgd differs from Rig::pgd");
+    }
+
+    #[test]
+    fn a_graph_is_refused_for_a_step_whose_attack_is_not_cross_entropy_pgd() {
+        let _g = crate::models::layers::test_support::rng_lock();
+        let trades = MethodConfig::Trades { beta: 6.0, inner: InnerConfig::default() };
+        let err = Rig::new(&BenchSpec { cuda_graph: true, ..spec(trades.clone()) }).unwrap_err().to_string();
+        assert!(err.contains("--work pgd") && err.contains("--method at"), "{err}");
+        // Its inner maximisation alone is cross-entropy PGD, which a graph takes.
+        assert!(Rig::new(&BenchSpec { cuda_graph: true, work: Work::Pgd, ..spec(trades) }).is_ok());
     }
 
     #[test]

@@ -587,6 +587,10 @@ pub struct BenchArgs {
     /// Let cuDNN autotune convolution algorithms (faster, not bit-reproducible).
     #[arg(long)]
     pub cudnn_benchmark: bool,
+    /// CUDA only: capture the inner PGD attack once as a CUDA graph and replay it each step
+    /// (with --work pgd, or --method at for training steps); the outer pass stays eager.
+    #[arg(long, conflicts_with_all = ["agreement", "summarize"])]
+    pub cuda_graph: bool,
     /// Untimed steps before timing.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,

@@ -30,6 +30,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod cuda_graph;
 pub mod cuda_library;
 pub mod data;
 pub mod diagnostics;

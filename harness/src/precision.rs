@@ -15,7 +15,7 @@
 //!
 //! tch 0.24 binds autocast only for CUDA with its default dtype (float16) and binds neither the
 //! TF32 switches nor the autocast dtype. This module declares the few libtorch 2.11 functions
-//! it needs by their C++ symbol names: the only `unsafe` code in the workspace, confined here.
+//! it needs by their C++ symbol names (`unsafe` code, confined here).
 //! Each symbol is a plain function (or a member function taking `this` first) with integer
 //! and bool arguments, so the C ABI matches the Itanium C++ ABI used by libtorch on Linux.
 #![allow(unsafe_code)]

@@ -44,6 +44,9 @@ pub struct ThroughputRow {
     /// Channels-last memory format.
     #[serde(default)]
     pub channels_last: bool,
+    /// The harness ran the inner PGD as a captured CUDA graph (`infoat bench --cuda-graph`).
+    #[serde(default)]
+    pub cuda_graph: bool,
     /// Images per second.
     #[serde(default)]
     pub images_per_second: Option<f64>,
@@ -65,14 +68,15 @@ pub struct ThroughputRow {
 }
 
 impl ThroughputRow {
-    /// The column the row belongs to: `(harness, nchw|cl)` or `(pytorch, variant[+heap])`.
+    /// The column the row belongs to: `(harness, nchw|cl[+graph])` or `(pytorch, variant[+heap])`.
     pub fn column(&self) -> (String, String) {
         if self.implementation.as_deref() == Some("pytorch") {
             let heap = self.heap.as_deref().is_some_and(|h| h != "default");
             let variant = self.variant.clone().unwrap_or_else(|| "reference".into());
             return ("pytorch".into(), if heap { format!("{variant}+heap") } else { variant });
         }
-        ("harness".into(), if self.channels_last { "cl" } else { "nchw" }.into())
+        let layout = if self.channels_last { "cl" } else { "nchw" };
+        ("harness".into(), if self.cuda_graph { format!("{layout}+graph") } else { layout.into() })
     }
 
     fn group(&self) -> GroupKey {
@@ -487,6 +491,60 @@ fn graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
     })
 }
 
+/// The harness with its PGD attack captured in one CUDA graph (`infoat bench --cuda-graph`)
+/// beside the harness eager in the same layout, PyTorch tuned eager and PyTorch graphed: issue
+/// 24's GPU targets (images/s, and ≥ 1.3× PyTorch eager).
+fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
+    let mut rows = Vec::new();
+    for ((work, arch, method, batch, prec), cols) in groups {
+        for ((implementation, variant), _) in cols {
+            let Some(layout) = variant.strip_suffix("+graph").filter(|_| implementation == "harness") else { continue };
+            let graph = ips(cols, ("harness", variant));
+            let eager = ips(cols, ("harness", layout));
+            let torch = ips(cols, ("pytorch", "tuned"));
+            let torch_graph = ips(cols, ("pytorch", "tuned+graph"));
+            rows.push(vec![
+                work.clone(),
+                arch.clone(),
+                method.clone(),
+                batch.to_string(),
+                prec.clone(),
+                if layout == "cl" { "channels-last" } else { "NCHW" }.to_string(),
+                count(graph),
+                count(eager),
+                ratio(graph, eager),
+                count(torch),
+                ratio(graph, torch),
+                count(torch_graph),
+                ratio(graph, torch_graph),
+            ]);
+        }
+    }
+    (!rows.is_empty()).then(|| {
+        section(
+            "The harness with the attack in a CUDA graph (images/s)",
+            "`infoat bench --cuda-graph`: the inner PGD captured once (csrc/cuda_graph.cpp over libtorch's CUDAGraph) and \
+             replayed each step; the outer training pass stays eager. Medians over the runs.",
+            &[
+                "work",
+                "arch",
+                "method",
+                "batch",
+                "precision",
+                "layout",
+                "graphed",
+                "harness eager",
+                "× eager",
+                "PyTorch tuned eager",
+                "× PyTorch eager",
+                "PyTorch graphed",
+                "× PyTorch graphed",
+            ],
+            rows,
+        )
+    })
+}
+
 /// How busy the device is during a step (`pytorch_peer.py --profile` on CUDA).
 fn profiles(rows: &[ThroughputRow]) -> Option<Section> {
     let mut out = Vec::new();
@@ -572,6 +630,7 @@ pub fn render_bench(r: &BenchResults) -> Result<String> {
         let groups = grouped(&r.throughput);
         sections.push(throughput(&groups));
         sections.extend(graphed(&groups));
+        sections.extend(harness_graphed(&groups));
     }
     sections.extend(profiles(&r.profiles));
     if !r.max_batch.is_empty() {
@@ -631,6 +690,44 @@ mod tests {
             ),
         ]);
         assert_eq!(m["train_step smallcnn at 128 fp32"]["harness/cl"], 20.0);
+        let g = row(
+            r#"{"arch":"resnet18","batch_size":128,"precision":"bf16","channels_last":true,"cuda_graph":true,"images_per_second":10}"#,
+        );
+        assert_eq!(g.column(), ("harness".into(), "cl+graph".into()));
+    }
+
+    /// The harness's graphed rows get their own table against its eager layout and PyTorch's
+    /// eager and graphed runs; the main table's "harness best" stays the eager one.
+    #[test]
+    fn harness_graph_rows_are_set_beside_eager_and_pytorch() {
+        let row = |j: &str| serde_json::from_str::<ThroughputRow>(j).unwrap();
+        let common = r#""arch":"resnet18","batch_size":128,"precision":"bf16""#;
+        let rows = vec![
+            row(&format!(r#"{{{common},"channels_last":true,"cuda_graph":true,"images_per_second":4000}}"#)),
+            row(&format!(r#"{{{common},"channels_last":true,"images_per_second":2500}}"#)),
+            row(&format!(r#"{{"impl":"pytorch","variant":"tuned",{common},"images_per_second":2000}}"#)),
+            row(&format!(r#"{{"impl":"pytorch","variant":"tuned+graph",{common},"images_per_second":3200}}"#)),
+        ];
+        let groups = grouped(&rows);
+        let section = harness_graphed(&groups).expect("a graphed harness row");
+        let want = [
+            "train_step",
+            "resnet18",
+            "at",
+            "128",
+            "bf16",
+            "channels-last",
+            "4,000",
+            "2,500",
+            "1.60",
+            "2,000",
+            "2.00",
+            "3,200",
+            "1.25",
+        ];
+        assert_eq!(section.rows, vec![want.map(String::from).to_vec()]);
+        assert_eq!(harness_best(&groups[0].1).2, Some(2500.0));
+        assert!(harness_graphed(&grouped(&rows[1..])).is_none());
     }
 
     #[test]

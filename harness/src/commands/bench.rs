@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use infoat_harness::cli::BenchArgs;
 use serde_json::json;
 
@@ -14,7 +14,20 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         print!("{}", infoat_reports::bench::render_bench(&results)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let device = a.device.device()?;
+    let device = if a.cuda_graph {
+        // The shim first: where it cannot load, that is the reason to give, device or not.
+        let support = infoat_harness::cuda_graph::support()?;
+        let device = a.device.device().with_context(|| format!("--cuda-graph ({support}) needs a CUDA device"))?;
+        if device == tch::Device::Cpu {
+            anyhow::bail!(
+                "--cuda-graph needs a CUDA device (a graph records CUDA work), and --device {} gave the CPU",
+                format!("{:?}", a.device).to_lowercase()
+            );
+        }
+        device
+    } else {
+        a.device.device()?
+    };
     if a.cudnn_benchmark {
         tch::Cuda::cudnn_set_benchmark(true);
     }
@@ -64,6 +77,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         steps: a.steps,
         seed: a.seed,
         work: a.work,
+        cuda_graph: a.cuda_graph,
     };
     if a.max_batch {
         let found = bench::max_batch(&spec, a.max_batch_limit, 8)?;
@@ -91,13 +105,14 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             bench::Work::ApgdCe => "APGD-CE attack".to_string(),
         };
         println!(
-            "{} {} on {} [{}], {}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}{}",
+            "{} {} on {} [{}], {}{}{}, batch {}: {:.1} ms/step, {:.0} images/s ({:.1} s per epoch); heap: {}{}",
             r.arch,
             what,
             r.device,
             r.device_name,
             r.precision,
             if r.channels_last { ", channels-last" } else { "" },
+            if r.cuda_graph { ", attack in a CUDA graph" } else { "" },
             r.batch_size,
             r.ms_per_step,
             r.images_per_second,

@@ -1,7 +1,7 @@
 //! Madry et al.'s PGD adversarial training (AT, arXiv:1706.06083) and TRADES (Zhang et al.
 //! 2019, arXiv:1901.08573), SPEC §2.
 
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use super::{ce_adversarial, losses, mean, part, InnerConfig, LossParts, Method, StepCtx};
 use crate::attacks::maximize;
@@ -22,9 +22,16 @@ impl Method for At {
     }
 
     fn loss(&mut self, model: &Network, batch: &Batch, ctx: &StepCtx<'_>) -> Result<LossParts> {
-        let y = &batch.y;
-        let x_adv = ce_adversarial(model, &batch.x, y, &self.inner, ctx.epochs_done)?;
-        let logits = model.forward_t(&x_adv, true);
+        let x_adv = ce_adversarial(model, &batch.x, &batch.y, &self.inner, ctx.epochs_done)?;
+        At::outer(model, &x_adv, &batch.y)
+    }
+}
+
+impl At {
+    /// The outer loss CE(f(x_adv), y) in train mode, given the inner maximisation's result
+    /// (the graphed PGD of `infoat bench --cuda-graph` computes that one elsewhere).
+    pub fn outer(model: &Network, x_adv: &Tensor, y: &Tensor) -> Result<LossParts> {
+        let logits = model.forward_t(x_adv, true);
         let total = mean(&losses::ce(&logits, y)?)?;
         Ok(LossParts { parts: vec![part("ce_adv", &total)?], total, logits })
     }

@@ -1,0 +1,167 @@
+//! The cross-entropy PGD ascent of [`maximize`] (SPEC §2 "Inner PGD", AT's inner problem)
+//! recorded once as a CUDA graph and replayed for every batch (issue 24, goal 4).
+//!
+//! A graph reads and writes fixed tensors, so the batch is copied into input buffers the graph
+//! was captured on, and the adversarial batch is copied out of the tensor the capture produced.
+//! Each replay reads the model's parameters and BatchNorm statistics where they are, so the
+//! optimizer's in-place updates between replays are seen; the random start is drawn anew at every
+//! replay (libtorch registers its CUDA generator with the graph).
+//!
+//! On the CPU there is no graph: every [`GraphedPgd::run`] runs the same ascent eagerly on the
+//! same buffers. That is the path the CPU tests compare, bit for bit, with [`maximize`] on the
+//! batch itself, so the buffer handling a GPU run depends on is checked on every machine.
+
+use tch::{Device, Tensor};
+
+use super::{ce_sum, maximize, BnMode, PgdSpec};
+use crate::cuda_graph::CudaGraph;
+use crate::models::Network;
+use crate::{Error, Result};
+
+/// Untimed eager ascents on the capture stream before capturing (PyTorch's recipe: cuDNN's and
+/// cuBLAS's lazy set-up must not happen inside the capture).
+pub const WARMUP_RUNS: usize = 3;
+
+/// The ascent as a replayable graph on CUDA, or eagerly on the same buffers elsewhere.
+#[derive(Debug)]
+pub struct GraphedPgd {
+    spec: PgdSpec,
+    bn: BnMode,
+    /// The input buffers the ascent reads: images and labels.
+    x: Tensor,
+    y: Tensor,
+    /// The captured graph and the tensor its ascent writes; `None` on the CPU.
+    graph: Option<(CudaGraph, Tensor)>,
+    /// Where the model's trainable parameters were at capture: a replay on another model
+    /// would silently attack the captured one.
+    params: Vec<usize>,
+}
+
+fn param_ptrs(model: &Network) -> Vec<usize> {
+    model.trainable().iter().map(|(_, t)| t.data_ptr() as usize).collect()
+}
+
+impl GraphedPgd {
+    /// Prepares the ascent of `spec` (objective: CE summed over the batch; BatchNorm as `bn`)
+    /// on `model` for batches shaped like `x` and `y`, which also fill the buffers. On CUDA
+    /// it runs [`WARMUP_RUNS`] eager ascents on the capture stream, then captures one.
+    pub fn new(model: &Network, x: &Tensor, y: &Tensor, spec: PgdSpec, bn: BnMode) -> Result<GraphedPgd> {
+        let xb = x.f_detach()?.copy();
+        let yb = y.f_detach()?.copy();
+        let ascent = || maximize(model, &xb, &spec, bn, &mut |logits| ce_sum(logits, &yb));
+        let graph = match x.device() {
+            Device::Cpu => None,
+            device => {
+                let mut graph = CudaGraph::new(device)?;
+                graph.on_side_stream(|| (0..WARMUP_RUNS).try_for_each(|_| ascent().map(drop)))?;
+                let out = graph.capture(ascent)?;
+                Some((graph, out))
+            }
+        };
+        Ok(GraphedPgd { spec, bn, x: xb, y: yb, graph, params: param_ptrs(model) })
+    }
+
+    /// The adversarial batch for `x`, `y` (shaped as at capture) on `model` (the one captured):
+    /// one graph replay on CUDA, one eager ascent elsewhere. The result is a fresh tensor, not
+    /// the graph's output buffer, so the next replay leaves it alone.
+    pub fn run(&self, model: &Network, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        for (name, given, want) in [("images", x, &self.x), ("labels", y, &self.y)] {
+            if given.size() != want.size() || given.device() != want.device() {
+                return Err(Error::Invalid(format!(
+                    "the graphed PGD was captured for {name} of shape {:?} on {:?}, got {:?} on {:?}: capture \
+                     another one for this batch shape",
+                    want.size(),
+                    want.device(),
+                    given.size(),
+                    given.device()
+                )));
+            }
+        }
+        if param_ptrs(model) != self.params {
+            return Err(Error::Invalid("the graphed PGD runs on the model it was captured with, not another".into()));
+        }
+        tch::no_grad(|| -> Result<()> {
+            self.x.shallow_clone().f_copy_(x)?;
+            self.y.shallow_clone().f_copy_(y)?;
+            Ok(())
+        })?;
+        match &self.graph {
+            Some((graph, out)) => {
+                graph.replay()?;
+                Ok(out.copy())
+            }
+            None => Ok(maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))?.copy()),
+        }
+    }
+
+    /// Whether the ascent runs as a captured CUDA graph (false on the CPU).
+    pub fn is_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    use super::*;
+    use crate::attacks::{default_step, Start};
+    use crate::models::layers::test_support::{rng_lock, smallcnn_random_head};
+
+    fn spec() -> PgdSpec {
+        PgdSpec { eps: 0.3, steps: 3, step_size: default_step(0.3), start: Start::Uniform }
+    }
+
+    /// The CPU path of the graph's buffers gives, bit for bit, what `maximize` gives on the
+    /// batch itself, for the batch it was prepared with and for a later one.
+    #[test]
+    fn buffered_ascent_equals_the_direct_one_bit_for_bit() {
+        let _rng = rng_lock();
+        let net = smallcnn_random_head(3);
+        tch::manual_seed(11);
+        let x0 = Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let y0 = Tensor::randint(10, [8], (Kind::Int64, Device::Cpu));
+        let x1 = Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let y1 = Tensor::randint(10, [8], (Kind::Int64, Device::Cpu));
+        let graphed = GraphedPgd::new(&net, &x0, &y0, spec(), BnMode::Eval).unwrap();
+        assert!(!graphed.is_graph());
+        for (x, y) in [(&x0, &y0), (&x1, &y1)] {
+            tch::manual_seed(5);
+            let got = graphed.run(&net, x, y).unwrap();
+            tch::manual_seed(5);
+            let want = maximize(&net, x, &spec(), BnMode::Eval, &mut |l| ce_sum(l, y)).unwrap();
+            assert!(got.equal(&want), "buffered ascent differs from the direct one");
+            assert!(got.data_ptr() != graphed.x.data_ptr(), "the result must not alias a buffer");
+        }
+        // The labels steer the ascent (a check that fails if the buffers' labels were not read,
+        // or the model gave no gradient and the random start alone decided the result).
+        let other_labels = y1.f_add_scalar(1).unwrap().f_remainder(10).unwrap();
+        tch::manual_seed(5);
+        let a = graphed.run(&net, &x1, &y1).unwrap();
+        tch::manual_seed(5);
+        let b = graphed.run(&net, &x1, &other_labels).unwrap();
+        assert!(!a.equal(&b), "the labels did not change the ascent");
+    }
+
+    #[test]
+    fn another_shape_or_model_is_refused_with_the_reason() {
+        let _rng = rng_lock();
+        let net = smallcnn_random_head(3);
+        let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let y = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        let graphed = GraphedPgd::new(&net, &x, &y, spec(), BnMode::Eval).unwrap();
+        let x3 = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let y3 = Tensor::zeros([3], (Kind::Int64, Device::Cpu));
+        let err = graphed.run(&net, &x3, &y3).unwrap_err().to_string();
+        assert!(err.contains("captured for images of shape [4, 1, 28, 28]") && err.contains("[3, 1, 28, 28]"), "{err}");
+        let other = smallcnn_random_head(4);
+        let err = graphed.run(&other, &x, &y).unwrap_err().to_string();
+        assert!(err.contains("the model it was captured with"), "{err}");
+    }
+
+    #[test]
+    fn a_cpu_device_is_refused_by_the_graph_itself() {
+        let err = CudaGraph::new(Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("need a CUDA device"), "{err}");
+    }
+}
