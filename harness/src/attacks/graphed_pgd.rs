@@ -30,8 +30,9 @@ pub struct GraphedPgd {
     /// The input buffers the ascent reads: images and labels.
     x: Tensor,
     y: Tensor,
-    /// The captured graph and the tensor its ascent writes; `None` on the CPU.
-    graph: Option<(CudaGraph, Tensor)>,
+    /// The tensor the captured ascent writes and the graph (dropped in that order, so the
+    /// output leaves the graph's memory pool before the graph goes); `None` on the CPU.
+    graph: Option<(Tensor, CudaGraph)>,
     /// Where the model's trainable parameters were at capture: a replay on another model
     /// would silently attack the captured one.
     params: Vec<usize>,
@@ -44,7 +45,7 @@ fn param_ptrs(model: &Network) -> Vec<usize> {
 impl GraphedPgd {
     /// Prepares the ascent of `spec` (objective: CE summed over the batch; BatchNorm as `bn`)
     /// on `model` for batches shaped like `x` and `y`, which also fill the buffers. On CUDA
-    /// it runs [`WARMUP_RUNS`] eager ascents on the capture stream, then captures one.
+    /// it runs `WARMUP_RUNS` (3) eager ascents on the capture stream, then captures one.
     pub fn new(model: &Network, x: &Tensor, y: &Tensor, spec: PgdSpec, bn: BnMode) -> Result<GraphedPgd> {
         let xb = x.f_detach()?.copy();
         let yb = y.f_detach()?.copy();
@@ -55,7 +56,7 @@ impl GraphedPgd {
                 let mut graph = CudaGraph::new(device)?;
                 graph.on_side_stream(|| (0..WARMUP_RUNS).try_for_each(|_| ascent().map(drop)))?;
                 let out = graph.capture(ascent)?;
-                Some((graph, out))
+                Some((out, graph))
             }
         };
         Ok(GraphedPgd { spec, bn, x: xb, y: yb, graph, params: param_ptrs(model) })
@@ -86,7 +87,7 @@ impl GraphedPgd {
             Ok(())
         })?;
         match &self.graph {
-            Some((graph, out)) => {
+            Some((out, graph)) => {
                 graph.replay()?;
                 Ok(out.copy())
             }
