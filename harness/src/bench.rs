@@ -92,6 +92,10 @@ pub struct BenchResult {
     /// The inner PGD ran as a captured CUDA graph (omitted when false).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cuda_graph: bool,
+    /// The captured graph's ascent against the eager one from the same seed, checked before
+    /// timing (with `cuda_graph` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_check: Option<crate::attacks::GraphCheck>,
     /// Images per step.
     pub batch_size: usize,
     /// Timed steps.
@@ -142,6 +146,8 @@ pub struct Rig {
     device: Device,
     /// The inner PGD as a graph (`BenchSpec::cuda_graph`).
     graphed: Option<crate::attacks::GraphedPgd>,
+    /// The captured graph against the eager ascent (CUDA only).
+    graph_check: Option<crate::attacks::GraphCheck>,
 }
 
 impl std::fmt::Debug for Rig {
@@ -175,7 +181,17 @@ impl Rig {
             num_classes: k,
         };
         let eps = spec.dataset.default_eps();
-        let mut rig = Rig { model, method, opt, batch: Batch { x, y }, pool, eps, device: spec.device, graphed: None };
+        let mut rig = Rig {
+            model,
+            method,
+            opt,
+            batch: Batch { x, y },
+            pool,
+            eps,
+            device: spec.device,
+            graphed: None,
+            graph_check: None,
+        };
         if spec.cuda_graph {
             let (pgd, bn) = match (spec.work, &method_cfg) {
                 (Work::Pgd, cfg) => (rig.pgd_spec(cfg.inner().map_or(0, |i| i.steps)), crate::attacks::BnMode::Eval),
@@ -188,7 +204,12 @@ impl Rig {
                         .into(),
                 )),
             };
-            rig.graphed = Some(crate::attacks::GraphedPgd::new(&rig.model, &rig.batch.x, &rig.batch.y, pgd, bn)?);
+            let graphed = crate::attacks::GraphedPgd::new(&rig.model, &rig.batch.x, &rig.batch.y, pgd, bn)?;
+            if graphed.is_graph() {
+                // Before timing a graph, what it computes: the eager ascent, from the same seed.
+                rig.graph_check = Some(graphed.check_against_eager(&rig.model, spec.seed as i64)?);
+            }
+            rig.graphed = Some(graphed);
         }
         Ok(rig)
     }
@@ -308,6 +329,7 @@ pub fn throughput(spec: &BenchSpec) -> Result<BenchResult> {
         precision: spec.precision,
         channels_last: spec.channels_last,
         cuda_graph: rig.graphed.as_ref().is_some_and(|g| g.is_graph()),
+        graph_check: rig.graph_check,
         batch_size: spec.batch_size,
         steps: spec.steps,
         ms_per_step: 1e3 * secs / spec.steps as f64,

@@ -180,14 +180,20 @@ mod imp {
         }
     }
 
-    fn symbol(lib: *mut c_void, name: &CStr) -> std::result::Result<*mut c_void, String> {
+    /// The shim's function `name` as a `F` (a function-pointer type).
+    ///
+    /// # Safety
+    /// `F` must be the exact signature of the `extern "C"` function `name` in csrc/cuda_graph.cpp.
+    unsafe fn function<F: Copy>(lib: *mut c_void, name: &CStr) -> std::result::Result<F, String> {
+        assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>(), "F is a function pointer");
         // SAFETY: `lib` is a handle dlopen returned (never closed); `name` is NUL-terminated.
         let sym = unsafe { libc::dlsym(lib, name.as_ptr()) };
         if sym.is_null() {
-            Err(format!("the CUDA-graph shim lacks {}: {}", name.to_string_lossy(), dl_error()))
-        } else {
-            Ok(sym)
+            return Err(format!("the CUDA-graph shim lacks {}: {}", name.to_string_lossy(), dl_error()));
         }
+        // SAFETY: a non-null address of that function, of pointer size, read as its type (the
+        // caller's promise).
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&sym) })
     }
 
     /// Writes the shim to an anonymous memory file and opens it (`RTLD_NOW`: every libtorch
@@ -209,29 +215,16 @@ mod imp {
         if lib.is_null() {
             return Err(format!("opening the CUDA-graph shim: {}", dl_error()));
         }
-        // SAFETY (each transmute): the symbols are the shim's `extern "C"` functions, defined in
-        // csrc/cuda_graph.cpp with exactly these signatures.
+        // SAFETY (each call): the types are those of csrc/cuda_graph.cpp's `extern "C"` functions.
         unsafe {
             Ok(Shim {
-                new: std::mem::transmute::<*mut c_void, super::NewFn>(symbol(lib, c"infoat_cuda_graph_new")?),
-                enter_stream: std::mem::transmute::<*mut c_void, super::GraphFn>(symbol(
-                    lib,
-                    c"infoat_cuda_graph_enter_stream",
-                )?),
-                leave_stream: std::mem::transmute::<*mut c_void, super::GraphFn>(symbol(
-                    lib,
-                    c"infoat_cuda_graph_leave_stream",
-                )?),
-                capture_begin: std::mem::transmute::<*mut c_void, super::GraphFn>(symbol(
-                    lib,
-                    c"infoat_cuda_graph_capture_begin",
-                )?),
-                capture_end: std::mem::transmute::<*mut c_void, super::GraphFn>(symbol(
-                    lib,
-                    c"infoat_cuda_graph_capture_end",
-                )?),
-                replay: std::mem::transmute::<*mut c_void, super::GraphFn>(symbol(lib, c"infoat_cuda_graph_replay")?),
-                free: std::mem::transmute::<*mut c_void, super::FreeFn>(symbol(lib, c"infoat_cuda_graph_free")?),
+                new: function(lib, c"infoat_cuda_graph_new")?,
+                enter_stream: function(lib, c"infoat_cuda_graph_enter_stream")?,
+                leave_stream: function(lib, c"infoat_cuda_graph_leave_stream")?,
+                capture_begin: function(lib, c"infoat_cuda_graph_capture_begin")?,
+                capture_end: function(lib, c"infoat_cuda_graph_capture_end")?,
+                replay: function(lib, c"infoat_cuda_graph_replay")?,
+                free: function(lib, c"infoat_cuda_graph_free")?,
             })
         }
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use infoat_harness::attacks::{default_step, maximize, BnMode, GraphedPgd, PgdSpec, Start};
+use infoat_harness::attacks::{default_step, maximize, BnMode, GraphCheck, GraphedPgd, PgdSpec, Start};
 use infoat_harness::bench::{BenchSpec, Rig, Work};
 use infoat_harness::data::Dataset;
 use infoat_harness::losses;
@@ -62,6 +62,10 @@ fn buffered_ascent_equals_the_direct_one_bit_for_bit() {
     tch::manual_seed(5);
     let b = graphed.run(&net, &x1, &other_labels).unwrap();
     assert!(!a.equal(&b), "the labels did not change the ascent");
+    // The check a GPU bench runs before timing a graph compares the same two ascents: on the
+    // CPU, where both are eager, they agree exactly.
+    let check = graphed.check_against_eager(&net, 7).unwrap();
+    assert_eq!(check, GraphCheck { equal_fraction: 1.0, max_abs_diff: 0.0 });
 }
 
 fn bench_spec(cuda_graph: bool, work: Work) -> BenchSpec {

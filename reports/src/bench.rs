@@ -47,6 +47,9 @@ pub struct ThroughputRow {
     /// The harness ran the inner PGD as a captured CUDA graph (`infoat bench --cuda-graph`).
     #[serde(default)]
     pub cuda_graph: bool,
+    /// That graph's attack against the eager one from the same seed, checked before timing.
+    #[serde(default)]
+    pub graph_check: Option<GraphCheckRow>,
     /// Images per second.
     #[serde(default)]
     pub images_per_second: Option<f64>,
@@ -88,6 +91,15 @@ impl ThroughputRow {
             self.precision.clone(),
         )
     }
+}
+
+/// A captured graph's attack against the eager attack (`infoat bench --cuda-graph`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct GraphCheckRow {
+    /// Share of the adversarial batch's elements that are bit-for-bit equal.
+    pub equal_fraction: f64,
+    /// The largest absolute difference of an element.
+    pub max_abs_diff: f64,
 }
 
 /// A CPU-vs-device agreement measurement (`infoat bench --agreement`).
@@ -501,6 +513,12 @@ fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
             let Some(layout) = variant.strip_suffix("+graph").filter(|_| implementation == "harness") else { continue };
             let graph = ips(cols, ("harness", variant));
             let eager = ips(cols, ("harness", layout));
+            // The worst check over the runs: a graph is as good as its least faithful capture.
+            let equal = column(cols, ("harness", variant))
+                .iter()
+                .filter_map(|r| r.graph_check.map(|c| c.equal_fraction))
+                .reduce(f64::min)
+                .map_or_else(|| "–".into(), |f| format!("{:.2} %", 100.0 * f));
             let torch = ips(cols, ("pytorch", "tuned"));
             let torch_graph = ips(cols, ("pytorch", "tuned+graph"));
             rows.push(vec![
@@ -510,6 +528,7 @@ fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
                 batch.to_string(),
                 prec.clone(),
                 if layout == "cl" { "channels-last" } else { "NCHW" }.to_string(),
+                equal,
                 count(graph),
                 count(eager),
                 ratio(graph, eager),
@@ -524,7 +543,9 @@ fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
         section(
             "The harness with the attack in a CUDA graph (images/s)",
             "`infoat bench --cuda-graph`: the inner PGD captured once (csrc/cuda_graph.cpp over libtorch's CUDAGraph) and \
-             replayed each step; the outer training pass stays eager. Medians over the runs.",
+             replayed each step; the outer training pass stays eager. Medians over the runs. \"= eager\": the share of \
+             the adversarial batch a replay gives bit for bit as the eager attack from the same seed (checked before \
+             timing; the lowest over the runs).",
             &[
                 "work",
                 "arch",
@@ -532,6 +553,7 @@ fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
                 "batch",
                 "precision",
                 "layout",
+                "= eager",
                 "graphed",
                 "harness eager",
                 "× eager",
@@ -703,7 +725,12 @@ mod tests {
         let row = |j: &str| serde_json::from_str::<ThroughputRow>(j).unwrap();
         let common = r#""arch":"resnet18","batch_size":128,"precision":"bf16""#;
         let rows = vec![
-            row(&format!(r#"{{{common},"channels_last":true,"cuda_graph":true,"images_per_second":4000}}"#)),
+            row(&format!(
+                r#"{{{common},"channels_last":true,"cuda_graph":true,"images_per_second":4000,"graph_check":{{"equal_fraction":1.0,"max_abs_diff":0.0}}}}"#
+            )),
+            row(&format!(
+                r#"{{{common},"channels_last":true,"cuda_graph":true,"images_per_second":4000,"graph_check":{{"equal_fraction":0.995,"max_abs_diff":0.06}}}}"#
+            )),
             row(&format!(r#"{{{common},"channels_last":true,"images_per_second":2500}}"#)),
             row(&format!(r#"{{"impl":"pytorch","variant":"tuned",{common},"images_per_second":2000}}"#)),
             row(&format!(r#"{{"impl":"pytorch","variant":"tuned+graph",{common},"images_per_second":3200}}"#)),
@@ -717,6 +744,7 @@ mod tests {
             "128",
             "bf16",
             "channels-last",
+            "99.50 %",
             "4,000",
             "2,500",
             "1.60",
@@ -727,7 +755,7 @@ mod tests {
         ];
         assert_eq!(section.rows, vec![want.map(String::from).to_vec()]);
         assert_eq!(harness_best(&groups[0].1).2, Some(2500.0));
-        assert!(harness_graphed(&grouped(&rows[1..])).is_none());
+        assert!(harness_graphed(&grouped(&rows[2..])).is_none());
     }
 
     #[test]

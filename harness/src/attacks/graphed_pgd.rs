@@ -12,7 +12,8 @@
 //! bit, with [`maximize`] on the batch itself and with AT's own training step, so the buffer
 //! handling a GPU run depends on is checked on every machine.
 
-use tch::{Device, Tensor};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
 
 use super::{ce_sum, maximize, BnMode, PgdSpec};
 use crate::cuda_graph::CudaGraph;
@@ -22,6 +23,16 @@ use crate::{Error, Result};
 /// Untimed eager ascents on the capture stream before capturing (PyTorch's recipe: cuDNN's and
 /// cuBLAS's lazy set-up must not happen inside the capture).
 pub const WARMUP_RUNS: usize = 3;
+
+/// How the graph's ascent compares with the eager ascent from the same generator state
+/// ([`GraphedPgd::check_against_eager`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GraphCheck {
+    /// Share of the adversarial batch's elements that are bit-for-bit equal.
+    pub equal_fraction: f64,
+    /// The largest absolute difference of an element.
+    pub max_abs_diff: f64,
+}
 
 /// The ascent as a replayable graph on CUDA, or eagerly on the same buffers elsewhere.
 #[derive(Debug)]
@@ -94,6 +105,22 @@ impl GraphedPgd {
             }
             None => Ok(maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))?.copy()),
         }
+    }
+
+    /// Runs the ascent on the batch in the buffers twice from libtorch's generator seeded with
+    /// `seed`: as [`GraphedPgd::run`] does (a replay on CUDA) and eagerly with [`maximize`], and
+    /// compares the two. libtorch draws a graph's random start from the generator's state at
+    /// replay as an eager draw would, so a graph that records the attack faithfully gives the
+    /// eager result exactly (deterministic kernels); a share below 1 says the timing of the
+    /// graph is not of the same computation. Leaves the generator seeded from `seed`.
+    pub fn check_against_eager(&self, model: &Network, seed: i64) -> Result<GraphCheck> {
+        tch::manual_seed(seed);
+        let graphed = self.run(model, &self.x.copy(), &self.y.copy())?;
+        tch::manual_seed(seed);
+        let eager = maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))?;
+        let equal = graphed.f_eq_tensor(&eager)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?.double_value(&[]);
+        let diff = graphed.f_sub(&eager)?.f_abs()?.f_max()?.double_value(&[]);
+        Ok(GraphCheck { equal_fraction: equal, max_abs_diff: diff })
     }
 
     /// Whether the ascent runs as a captured CUDA graph (false on the CPU).

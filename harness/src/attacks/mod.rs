@@ -19,7 +19,7 @@ pub mod trace;
 pub use apgd::{Apgd, ApgdLoss};
 pub use autoattack::Cascade;
 pub use fab::{project_hyperplane_box, FabT};
-pub use graphed_pgd::GraphedPgd;
+pub use graphed_pgd::{GraphCheck, GraphedPgd};
 pub(crate) use pgd::ce_sum;
 pub use pgd::{bit_depth, fgsm, maximize, project, Bpda, Cw, Fgsm, InfoPgd, Pgd, PgdPlus, PgdSpec, Start};
 pub use rays::{rays, Rays, RaysOutcome};

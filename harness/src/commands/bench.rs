@@ -112,7 +112,11 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             r.device_name,
             r.precision,
             if r.channels_last { ", channels-last" } else { "" },
-            if r.cuda_graph { ", attack in a CUDA graph" } else { "" },
+            r.graph_check.map_or(String::new(), |c| format!(
+                ", attack in a CUDA graph (equal to the eager attack on {:.2} % of pixels, max |diff| {:.1e})",
+                100.0 * c.equal_fraction,
+                c.max_abs_diff
+            )),
             r.batch_size,
             r.ms_per_step,
             r.images_per_second,
