@@ -58,7 +58,11 @@ fn bench_summarize_renders_graph_and_profile_sections() {
         "peak_rss_mib": 1500.0}));
     let graph = row(serde_json::json!({"impl": "pytorch", "variant": "tuned+graph", "images_per_second": 3600.0}));
     let harness = row(serde_json::json!({"images_per_second": 2640.0, "epoch_seconds": 18.9, "peak_rss_mib": 1234.4}));
-    std::fs::write(dir.path().join("throughput.jsonl"), format!("{eager}\n{graph}\n{harness}\n")).unwrap();
+    // `infoat bench --cuda-graph` as it writes its line (the harness graphed, with its check).
+    let harness_graph = row(serde_json::json!({"cuda_graph": true, "images_per_second": 4200.0,
+        "graph_check": {"equal_fraction": 1.0, "max_abs_diff": 0.0}}));
+    std::fs::write(dir.path().join("throughput.jsonl"), format!("{eager}\n{graph}\n{harness}\n{harness_graph}\n"))
+        .unwrap();
     let profiled = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0,
         "profile": {"device_events": 5000, "device_busy_ms": 20.0, "device_span_ms": 40.0, "ms_per_step": 48.0,
                     "device_busy_fraction": 0.4166, "mean_event_us": 4.0}}));
@@ -68,6 +72,10 @@ fn bench_summarize_renders_graph_and_profile_sections() {
     let md = String::from_utf8(out.stdout).unwrap();
     let graph_row = "| train_step | resnet18 | at | 128 | bf16 | tuned | 3,600 | 2,400 | 1.50 | 2,640 | 0.73 |";
     assert!(md.contains(graph_row), "{md}");
+    let harness_graph_row =
+        "| train_step | resnet18 | at | 128 | bf16 | channels-last | 100.00 % | 4,200 | 2,640 | 1.59 | \
+                             2,400 | 1.75 | 3,600 | 1.17 |";
+    assert!(md.contains(harness_graph_row), "{md}");
     let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";
     assert!(md.contains(profile_row), "{md}");
     // The throughput row ends with the peak memories: GPU (none recorded), host harness / PyTorch.

@@ -168,17 +168,7 @@ mod imp {
     use std::os::fd::FromRawFd;
 
     use super::Shim;
-
-    fn dl_error() -> String {
-        // SAFETY: dlerror returns null or a NUL-terminated message owned by libc, copied at once.
-        let msg = unsafe { libc::dlerror() };
-        if msg.is_null() {
-            "unknown dlopen error".into()
-        } else {
-            // SAFETY: non-null and NUL-terminated (see above).
-            unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
-        }
-    }
+    use crate::cuda_library::dl_error;
 
     /// The shim's function `name` as a `F` (a function-pointer type).
     ///

@@ -63,6 +63,9 @@ pub fn load() -> &'static CudaLibrary {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub(crate) use imp::dl_error;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
     use std::ffi::{CStr, CString};
     use std::path::{Path, PathBuf};
@@ -79,7 +82,8 @@ mod imp {
             .and_then(|p| p.parent().map(Path::to_path_buf))
     }
 
-    fn dl_error() -> String {
+    /// The dynamic loader's message for the last failed `dlopen`/`dlsym` on this thread.
+    pub(crate) fn dl_error() -> String {
         // SAFETY: dlerror returns null or a pointer to a NUL-terminated message owned by libc,
         // valid until the next dl* call on this thread; it is copied at once.
         let msg = unsafe { libc::dlerror() };

@@ -455,30 +455,44 @@ fn throughput(groups: &[(GroupKey, Columns<'_>)]) -> Section {
     section("Throughput (images/s)", THROUGHPUT_INTRO, &head, rows)
 }
 
+/// Each graphed column of `implementation` (`pytorch`'s `VARIANT+graph`, the harness's
+/// `LAYOUT+graph`) in each group: the group's key and columns, the graphed column's name and the
+/// eager column it is set against.
+fn graph_columns<'g, 'a>(
+    groups: &'g [(GroupKey, Columns<'a>)],
+    implementation: &'g str,
+) -> impl Iterator<Item = (&'g GroupKey, &'g Columns<'a>, &'g str, &'g str)> {
+    groups.iter().flat_map(move |(key, cols)| {
+        cols.iter().filter_map(move |((imp, variant), _)| {
+            let base = variant.strip_suffix("+graph").filter(|_| imp == implementation)?;
+            Some((key, cols, variant.as_str(), base))
+        })
+    })
+}
+
+/// A group key's cells: work, arch, method, batch, precision.
+fn key_cells((work, arch, method, batch, prec): &GroupKey) -> Vec<String> {
+    vec![work.clone(), arch.clone(), method.clone(), batch.to_string(), prec.clone()]
+}
+
 /// PyTorch with the PGD attack captured in one CUDA graph beside PyTorch eager in the same
 /// variant and the harness's best layout on the same work.
 fn graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
     let mut rows = Vec::new();
-    for ((work, arch, method, batch, prec), cols) in groups {
-        for ((implementation, variant), _) in cols {
-            let Some(base) = variant.strip_suffix("+graph").filter(|_| implementation == "pytorch") else { continue };
-            let graph = ips(cols, ("pytorch", variant));
-            let eager = ips(cols, ("pytorch", base));
-            let best = harness_best(cols).2;
-            rows.push(vec![
-                work.clone(),
-                arch.clone(),
-                method.clone(),
-                batch.to_string(),
-                prec.clone(),
-                base.to_string(),
-                count(graph),
-                count(eager),
-                ratio(graph, eager),
-                count(best),
-                ratio(best, graph),
-            ]);
-        }
+    for (key, cols, variant, base) in graph_columns(groups, "pytorch") {
+        let graph = ips(cols, ("pytorch", variant));
+        let eager = ips(cols, ("pytorch", base));
+        let best = harness_best(cols).2;
+        let mut row = key_cells(key);
+        row.extend([
+            base.to_string(),
+            count(graph),
+            count(eager),
+            ratio(graph, eager),
+            count(best),
+            ratio(best, graph),
+        ]);
+        rows.push(row);
     }
     (!rows.is_empty()).then(|| {
         section(
@@ -508,36 +522,30 @@ fn graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
 /// 24's GPU targets (images/s, and ≥ 1.3× PyTorch eager).
 fn harness_graphed(groups: &[(GroupKey, Columns<'_>)]) -> Option<Section> {
     let mut rows = Vec::new();
-    for ((work, arch, method, batch, prec), cols) in groups {
-        for ((implementation, variant), _) in cols {
-            let Some(layout) = variant.strip_suffix("+graph").filter(|_| implementation == "harness") else { continue };
-            let graph = ips(cols, ("harness", variant));
-            let eager = ips(cols, ("harness", layout));
-            // The worst check over the runs: a graph is as good as its least faithful capture.
-            let equal = column(cols, ("harness", variant))
-                .iter()
-                .filter_map(|r| r.graph_check.map(|c| c.equal_fraction))
-                .reduce(f64::min)
-                .map_or_else(|| "–".into(), |f| format!("{:.2} %", 100.0 * f));
-            let torch = ips(cols, ("pytorch", "tuned"));
-            let torch_graph = ips(cols, ("pytorch", "tuned+graph"));
-            rows.push(vec![
-                work.clone(),
-                arch.clone(),
-                method.clone(),
-                batch.to_string(),
-                prec.clone(),
-                if layout == "cl" { "channels-last" } else { "NCHW" }.to_string(),
-                equal,
-                count(graph),
-                count(eager),
-                ratio(graph, eager),
-                count(torch),
-                ratio(graph, torch),
-                count(torch_graph),
-                ratio(graph, torch_graph),
-            ]);
-        }
+    for (key, cols, variant, layout) in graph_columns(groups, "harness") {
+        let graph = ips(cols, ("harness", variant));
+        let eager = ips(cols, ("harness", layout));
+        let torch = ips(cols, ("pytorch", "tuned"));
+        let torch_graph = ips(cols, ("pytorch", "tuned+graph"));
+        // The worst check over the runs: a graph is as good as its least faithful capture.
+        let equal = column(cols, ("harness", variant))
+            .iter()
+            .filter_map(|r| r.graph_check.map(|c| c.equal_fraction))
+            .reduce(f64::min)
+            .map_or_else(|| "–".into(), |f| format!("{:.2} %", 100.0 * f));
+        let mut row = key_cells(key);
+        row.extend([
+            if layout == "cl" { "channels-last" } else { "NCHW" }.to_string(),
+            equal,
+            count(graph),
+            count(eager),
+            ratio(graph, eager),
+            count(torch),
+            ratio(graph, torch),
+            count(torch_graph),
+            ratio(graph, torch_graph),
+        ]);
+        rows.push(row);
     }
     (!rows.is_empty()).then(|| {
         section(
