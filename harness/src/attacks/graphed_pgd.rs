@@ -59,19 +59,46 @@ impl GraphedPgd {
     /// on `model` for batches shaped like `x` and `y`, which also fill the buffers. On CUDA
     /// it runs `WARMUP_RUNS` (3) eager ascents on the capture stream, then captures one.
     pub fn new(model: &Network, x: &Tensor, y: &Tensor, spec: PgdSpec, bn: BnMode) -> Result<GraphedPgd> {
-        let xb = x.f_detach()?.copy();
-        let yb = y.f_detach()?.copy();
-        let ascent = || maximize(model, &xb, &spec, bn, &mut |logits| ce_sum(logits, &yb));
-        let graph = match x.device() {
-            Device::Cpu => None,
-            device => {
-                let mut graph = CudaGraph::new(device)?;
-                graph.on_side_stream(|| (0..WARMUP_RUNS).try_for_each(|_| ascent().map(drop)))?;
-                let out = graph.capture(ascent)?;
-                Some((out, graph))
-            }
+        let mut me = GraphedPgd {
+            spec,
+            bn,
+            x: x.f_detach()?.copy(),
+            y: y.f_detach()?.copy(),
+            graph: None,
+            params: param_ptrs(model),
         };
-        Ok(GraphedPgd { spec, bn, x: xb, y: yb, graph, params: param_ptrs(model) })
+        if let device @ Device::Cuda(_) = x.device() {
+            let mut graph = CudaGraph::new(device)?;
+            graph.on_side_stream(|| (0..WARMUP_RUNS).try_for_each(|_| me.eager(model).map(drop)))?;
+            let out = graph.capture(|| me.eager(model))?;
+            me.graph = Some((out, graph));
+        }
+        Ok(me)
+    }
+
+    /// Refuses a model other than the one captured (a replay would attack the captured one).
+    fn same_model(&self, model: &Network) -> Result<()> {
+        if param_ptrs(model) != self.params {
+            return Err(Error::Invalid("the graphed PGD runs on the model it was captured with, not another".into()));
+        }
+        Ok(())
+    }
+
+    /// The ascent on the buffers, op by op (what a graph records).
+    fn eager(&self, model: &Network) -> Result<Tensor> {
+        maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))
+    }
+
+    /// The ascent on the buffers as `run` gives it: a replay, its output copied out (the next
+    /// replay overwrites the buffer), on CUDA; the eager ascent elsewhere.
+    fn ascend(&self, model: &Network) -> Result<Tensor> {
+        match &self.graph {
+            Some((out, graph)) => {
+                graph.replay()?;
+                Ok(out.copy())
+            }
+            None => self.eager(model),
+        }
     }
 
     /// The adversarial batch for `x`, `y` (shaped as at capture) on `model` (the one captured):
@@ -90,21 +117,13 @@ impl GraphedPgd {
                 )));
             }
         }
-        if param_ptrs(model) != self.params {
-            return Err(Error::Invalid("the graphed PGD runs on the model it was captured with, not another".into()));
-        }
+        self.same_model(model)?;
         tch::no_grad(|| -> Result<()> {
             self.x.shallow_clone().f_copy_(x)?;
             self.y.shallow_clone().f_copy_(y)?;
             Ok(())
         })?;
-        match &self.graph {
-            Some((out, graph)) => {
-                graph.replay()?;
-                Ok(out.copy())
-            }
-            None => Ok(maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))?.copy()),
-        }
+        self.ascend(model)
     }
 
     /// Runs the ascent on the batch in the buffers twice from libtorch's generator seeded with
@@ -114,10 +133,11 @@ impl GraphedPgd {
     /// eager result exactly (deterministic kernels); a share below 1 says the timing of the
     /// graph is not of the same computation. Leaves the generator seeded from `seed`.
     pub fn check_against_eager(&self, model: &Network, seed: i64) -> Result<GraphCheck> {
+        self.same_model(model)?;
         tch::manual_seed(seed);
-        let graphed = self.run(model, &self.x.copy(), &self.y.copy())?;
+        let graphed = self.ascend(model)?;
         tch::manual_seed(seed);
-        let eager = maximize(model, &self.x, &self.spec, self.bn, &mut |logits| ce_sum(logits, &self.y))?;
+        let eager = self.eager(model)?;
         let equal = graphed.f_eq_tensor(&eager)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?.double_value(&[]);
         let diff = graphed.f_sub(&eager)?.f_abs()?.f_max()?.double_value(&[]);
         Ok(GraphCheck { equal_fraction: equal, max_abs_diff: diff })

@@ -21,7 +21,7 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
         if device == tch::Device::Cpu {
             anyhow::bail!(
                 "--cuda-graph needs a CUDA device (a graph records CUDA work), and --device {} gave the CPU",
-                format!("{:?}", a.device).to_lowercase()
+                clap::ValueEnum::to_possible_value(&a.device).map_or_else(String::new, |v| v.get_name().to_string())
             );
         }
         device
