@@ -120,11 +120,17 @@ impl CudaGraph {
     /// Runs `work` eagerly with the graph's side stream current (PyTorch's warm-up before a
     /// capture: cuDNN's and cuBLAS's lazy set-up then happens on the capture's stream).
     pub fn on_side_stream<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.call("side stream", self.shim.enter_stream)?;
+        self.between("side stream", self.shim.enter_stream, self.shim.leave_stream, work)
+    }
+
+    /// `work` between the shim calls `begin` and `end`; `end` runs whether `work` failed or not
+    /// (`work`'s error first).
+    fn between<T>(&self, what: &str, begin: GraphFn, end: GraphFn, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.call(what, begin)?;
         let out = work();
-        let left = self.call("side stream", self.shim.leave_stream);
+        let ended = self.call(what, end);
         let out = out?;
-        left?;
+        ended?;
         Ok(out)
     }
 
@@ -136,11 +142,7 @@ impl CudaGraph {
         if self.captured {
             return Err(Error::Invalid("this CUDA graph is captured already".into()));
         }
-        self.call("capture", self.shim.capture_begin)?;
-        let out = work();
-        let ended = self.call("capture", self.shim.capture_end);
-        let out = out?;
-        ended?;
+        let out = self.between("capture", self.shim.capture_begin, self.shim.capture_end, work)?;
         self.captured = true;
         Ok(out)
     }
