@@ -2,7 +2,7 @@
 //! times a step, and the kernel-ceiling script orders the works and reads a committed results
 //! file. Tiny settings: these check the scripts, not the machine.
 
-use infoat_tests::{infoat, repo_python, repo_root, run_repo_python};
+use infoat_tests::{infoat, infoat_bin, repo_python, repo_root, run_repo_python, torch_python};
 use serde_json::Value;
 
 fn script(name: &str, args: &[&str]) -> Vec<Value> {
@@ -238,4 +238,50 @@ fn aa_profile_scripts_time_passes_and_bound_each_component() {
     let batches =
         run_repo_python("ci/bench/aa_report.py", &["--harness", &h, "--batch-size", "500", "--stage-batches"]);
     assert_eq!(batches.trim(), "10,4");
+}
+
+/// `ci/gpu-check run` where every CUDA command fails (this machine has no GPU): an unknown stage
+/// is refused before anything runs; each failure is recorded with libtorch's reason; a stage
+/// that would start with under 30 s left is skipped; and OUTDIR gets the few files the device
+/// tool brings back, the raw results packed in `gpu-check.tgz`.
+#[test]
+fn gpu_check_run_records_failures_and_skips_stages_past_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = |stages: &str, deadline: &str, work: &str| {
+        std::process::Command::new(repo_root().join("ci/gpu-check"))
+            .arg("run")
+            .arg(&out)
+            .env("GPU_CHECK_BIN", infoat_bin())
+            .env("GPU_CHECK_WORK", dir.path().join(work))
+            .env("PYTHON", torch_python())
+            .env("STAGES", stages)
+            .env("DEADLINE", deadline)
+            .env("QUICK", "1")
+            .output()
+            .unwrap()
+    };
+    let bad = run("graph bogus", "480", "w0");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown stage 'bogus'"), "{bad:?}");
+    assert!(!out.exists(), "nothing may run before the stages are checked");
+
+    let agree = run("agree", "480", "w1");
+    assert!(agree.status.success(), "{agree:?}");
+    let failures = std::fs::read_to_string(out.join("failures.txt")).unwrap();
+    assert!(failures.contains("libtorch sees no CUDA device"), "{failures}");
+    for f in ["summary.md", "machine.txt", "log.txt", "gpu-check.tgz"] {
+        assert!(out.join(f).is_file(), "{f} missing from {}", out.display());
+    }
+    let listing = std::process::Command::new("tar").arg("tzf").arg(out.join("gpu-check.tgz")).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("./machine.txt") && listing.contains("./failures.txt"), "{listing}");
+
+    let late = run("agree speed", "20", "w2");
+    assert!(late.status.success(), "{late:?}");
+    let failures = std::fs::read_to_string(out.join("failures.txt")).unwrap();
+    for stage in ["agree", "speed"] {
+        assert!(failures.contains(&format!("SKIPPED (deadline): stage {stage}")), "{failures}");
+    }
+    assert!(!failures.contains("libtorch sees no CUDA device"), "a skipped stage ran: {failures}");
 }

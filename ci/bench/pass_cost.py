@@ -14,17 +14,21 @@ picks either. Every cell is visited once per round (this VM drifts by tens of pe
 runs); each keeps the fastest of --rounds rounds of repetitions lasting about 0.2 s.
 Prints one JSON object: {"threads": T, "device": D, "costs": {"B": {"forward_s": ...,
 "gradient_s": ..., "forward_format": ..., "gradient_format": ...}}} with seconds per batch of B.
-Random inputs in [0, 1]; the loss is the sum of the logits (its backward costs what a
+On CUDA, TF32 is off (IEEE float32, as the harness evaluates). Random inputs in [0, 1]; the loss is the sum of the logits (its backward costs what a
 cross-entropy's does, to within one small kernel).
 """
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crosscheck"))
+from common import ieee_fp32  # noqa: E402
 
 
 def main():
@@ -43,6 +47,7 @@ def main():
     if len(shape) != 3 or not sizes:
         sys.exit("pass_cost.py: --shape wants C,H,W and --batch-sizes at least one positive size")
     device = torch.device(a.device)
+    ieee_fp32(device)  # the passes the harness's evaluation makes: no TF32 on CUDA
 
     def sync():
         if device.type == "cuda":

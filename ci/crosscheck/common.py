@@ -47,6 +47,20 @@ assert (harness_eval_seed(0, 0), harness_eval_seed(7, 3)) == (132279238629479994
     "common.py's seed derivation drifted from harness/src/seed.rs"
 
 
+def ieee_fp32(device, allow_tf32=False):
+    """Sets PyTorch's TF32 switches for work on `device` and returns whether TF32 is on. The
+    harness evaluates in IEEE float32 (harness/src/precision.rs `configure_backends(Fp32)` turns
+    TF32 off for cuDNN and cuBLAS), while PyTorch's defaults let cuDNN convolutions run in TF32 on
+    Ampere and later GPUs, so a CUDA comparison with PyTorch's defaults would time a
+    lower-precision attack. `allow_tf32` restores PyTorch's default for convolutions (official
+    AutoAttack as its users run it); CPU kernels ignore both switches."""
+    if not str(device).startswith("cuda"):
+        return False
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return allow_tf32
+
+
 def cache_dir():
     """$INFOAT_CACHE, else $XDG_CACHE_HOME/infoat, else ~/.cache/infoat (ci/lib.sh)."""
     return os.environ.get("INFOAT_CACHE") or os.path.join(

@@ -10,7 +10,7 @@ the first N test images of MNIST or Fashion-MNIST, and prints JSON shaped like
 
     official.py MODEL.pt [--dataset mnist] [--data-dir DIR] [--eps 0.3] [--n 500]
                 [--attacks apgd_ce,apgd_t,fab_t,square,aa] [--seed 0] [--batch-size 500]
-                [--threads 2] [--verbose]
+                [--threads 2] [--device cpu] [--tf32] [--verbose]
 
 Every attack is configured by AutoAttack itself: the script builds
 `AutoAttack(model, norm='Linf', eps=eps, version='standard', seed=seed)` (which sets APGD-CE to
@@ -42,6 +42,9 @@ broken only if it is misclassified AND inside (it is reported, never silently ac
 forward passes, included); for `aa` also `stages`: the robust accuracy after each component and
 AutoAttack's own cumulative time.
 
+On CUDA the model runs in IEEE float32 as the harness's evaluation does: PyTorch's default of
+TF32 convolutions is turned off unless --tf32 (recorded as "tf32" in the JSON).
+
 Needs torch and pyautoattack: run it with the python that ci/crosscheck/setup prints.
 """
 import argparse
@@ -57,7 +60,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_model_args, harness_eval_seed, load_frozen, read_test, resolve  # noqa: E402
+from common import add_model_args, harness_eval_seed, ieee_fp32, load_frozen, read_test, resolve  # noqa: E402
 
 # harness attack id -> AutoAttack's attacks_to_run
 ATTACKS = {
@@ -125,10 +128,14 @@ def main():
     p.add_argument("--harness-starts", action="store_true",
                    help="seed each batch as `infoat eval --seed SEED --batch-size B` seeds libtorch, so APGD's "
                         f"random starts are the harness's (attacks: {', '.join(SAME_STARTS)})")
+    p.add_argument("--tf32", action="store_true",
+                   help="on CUDA, let cuDNN convolutions run in TF32 as PyTorch does by default (the harness "
+                        "evaluates in IEEE float32, so a comparison leaves this off)")
     p.add_argument("--verbose", action="store_true", help="AutoAttack's progress log on stderr")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
+    tf32 = ieee_fp32(a.device, a.tf32)
     eps, folder, n = resolve(a)
     ids = [s.strip().replace("-", "_") for s in a.attacks.split(",") if s.strip()]
     unknown = [i for i in ids if i not in ATTACKS]
@@ -223,6 +230,7 @@ def main():
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if str(a.device).startswith("cuda") else "cpu",
+        "tf32": tf32,
         "model": os.path.abspath(a.model),
         "dataset": a.dataset,
         "data_dir": os.path.abspath(folder),
