@@ -68,15 +68,22 @@ fn buffered_ascent_equals_the_direct_one_bit_for_bit() {
     assert_eq!(check, GraphCheck { equal_fraction: 1.0, max_abs_diff: 0.0 });
 }
 
-fn bench_spec(cuda_graph: bool, work: Work) -> BenchSpec {
+/// What the bench runs: SmallCNN on MNIST in fp32 NCHW, or (`gpu_like`) the configuration
+/// `ci/gpu-check` times on a GPU — ResNet-18 (BatchNorm: eval mode in the attack, train mode in
+/// the outer loss) on CIFAR-10-shaped data, bf16 autocast, channels-last.
+fn bench_spec(gpu_like: bool, cuda_graph: bool, work: Work) -> BenchSpec {
+    let (arch, dataset, precision, batch_size) = match gpu_like {
+        false => (Arch::SmallCnn, Dataset::Mnist, Precision::Fp32, 8),
+        true => (Arch::ResNet18, Dataset::Cifar10, Precision::Bf16, 4),
+    };
     BenchSpec {
-        arch: Arch::SmallCnn,
-        dataset: Dataset::Mnist,
+        arch,
+        dataset,
         method: MethodConfig::At { inner: InnerConfig { steps: 3, ..InnerConfig::default() } },
-        batch_size: 8,
+        batch_size,
         device: Device::Cpu,
-        precision: Precision::Fp32,
-        channels_last: false,
+        precision,
+        channels_last: gpu_like,
         warmup: 0,
         steps: 1,
         seed: 1,
@@ -87,12 +94,20 @@ fn bench_spec(cuda_graph: bool, work: Work) -> BenchSpec {
 
 /// Three AT training steps through the graphed path (batch copied into its buffers, the ascent
 /// run on them, the result copied out, `At::outer`) leave every parameter exactly where AT's own
-/// step leaves it; `--work pgd` through it gives `Rig::pgd`'s ascent.
+/// step leaves it; `--work pgd` through it gives `Rig::pgd`'s ascent. For SmallCNN in fp32 and
+/// for the GPU check's configuration (ResNet-18, bf16, channels-last).
 #[test]
 fn graphed_pgd_path_trains_exactly_as_the_method_step() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for gpu_like in [false, true] {
+        graphed_path_matches(gpu_like);
+    }
+}
+
+fn graphed_path_matches(gpu_like: bool) {
+    let what = if gpu_like { "ResNet-18 bf16 channels-last" } else { "SmallCNN fp32" };
     let train = |cuda_graph: bool| {
-        let mut rig = Rig::new(&bench_spec(cuda_graph, Work::TrainStep)).unwrap();
+        let mut rig = Rig::new(&bench_spec(gpu_like, cuda_graph, Work::TrainStep)).unwrap();
         assert_eq!(rig.is_graphed(), cuda_graph);
         let start = rig.trainable().into_iter().map(|(n, t)| (n, t.copy())).collect::<Vec<_>>();
         for i in 0..3 {
@@ -103,18 +118,19 @@ fn graphed_pgd_path_trains_exactly_as_the_method_step() {
     let (start, plain) = train(false);
     let (graph_start, graphed) = train(true);
     let mut moved = false;
+    assert_eq!(plain.len(), graphed.len());
     for (((name, a), (_, b)), ((_, s), (_, gs))) in plain.iter().zip(&graphed).zip(start.iter().zip(&graph_start)) {
-        assert!(s.equal(gs), "{name}: the two rigs did not start alike");
-        assert!(a.equal(b), "{name} differs between the graphed path and AT's step");
+        assert!(s.equal(gs), "{what}: {name}: the two rigs did not start alike");
+        assert!(a.equal(b), "{what}: {name} differs between the graphed path and AT's step");
         moved |= !a.equal(s);
     }
-    assert!(moved, "the steps did not train");
+    assert!(moved, "{what}: the steps did not train");
 
     let pgd = |cuda_graph: bool| {
-        let rig = Rig::new(&bench_spec(cuda_graph, Work::Pgd)).unwrap();
+        let rig = Rig::new(&bench_spec(gpu_like, cuda_graph, Work::Pgd)).unwrap();
         assert_eq!(rig.is_graphed(), cuda_graph);
         tch::manual_seed(9);
         rig.pgd(3).unwrap()
     };
-    assert!(pgd(false).equal(&pgd(true)), "the graphed --work pgd differs from Rig::pgd");
+    assert!(pgd(false).equal(&pgd(true)), "{what}: the graphed --work pgd differs from Rig::pgd");
 }
