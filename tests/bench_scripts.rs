@@ -60,7 +60,7 @@ fn bench_summarize_renders_graph_and_profile_sections() {
     let harness = row(serde_json::json!({"images_per_second": 2640.0, "epoch_seconds": 18.9, "peak_rss_mib": 1234.4}));
     // `infoat bench --cuda-graph` as it writes its line (the harness graphed, with its check).
     let harness_graph = row(serde_json::json!({"cuda_graph": true, "images_per_second": 4200.0,
-        "graph_check": {"equal_fraction": 1.0, "max_abs_diff": 0.0}}));
+        "graph_check": {"equal_fraction": 1.0, "max_abs_diff": 0.0, "eager_repeat_equal_fraction": 1.0}}));
     std::fs::write(dir.path().join("throughput.jsonl"), format!("{eager}\n{graph}\n{harness}\n{harness_graph}\n"))
         .unwrap();
     let profiled = row(serde_json::json!({"impl": "pytorch", "variant": "tuned", "images_per_second": 2400.0,
@@ -73,7 +73,7 @@ fn bench_summarize_renders_graph_and_profile_sections() {
     let graph_row = "| train_step | resnet18 | at | 128 | bf16 | tuned | 3,600 | 2,400 | 1.50 | 2,640 | 0.73 |";
     assert!(md.contains(graph_row), "{md}");
     let harness_graph_row =
-        "| train_step | resnet18 | at | 128 | bf16 | channels-last | 100.00 % | 4,200 | 2,640 | 1.59 | \
+        "| train_step | resnet18 | at | 128 | bf16 | channels-last | 100.00 % | 100.00 % | 4,200 | 2,640 | 1.59 | \
                              2,400 | 1.75 | 3,600 | 1.17 |";
     assert!(md.contains(harness_graph_row), "{md}");
     let profile_row = "| train_step | resnet18 | 128 | bf16 | tuned | 48.0 | 5,000 | 20.0 | 42 % | 4.0 |";

@@ -32,6 +32,11 @@ pub struct GraphCheck {
     pub equal_fraction: f64,
     /// The largest absolute difference of an element.
     pub max_abs_diff: f64,
+    /// Share of elements bit-for-bit equal between two eager ascents from the same seed: what
+    /// the kernels' own nondeterminism leaves (cuDNN may pick algorithms that sum with
+    /// atomics), so that a graph share below 1 can be told apart from a graph that records
+    /// another computation. 1 on the CPU.
+    pub eager_repeat_equal_fraction: f64,
 }
 
 /// The ascent as a replayable graph on CUDA, or eagerly on the same buffers elsewhere.
@@ -126,21 +131,31 @@ impl GraphedPgd {
         self.ascend(model)
     }
 
-    /// Runs the ascent on the batch in the buffers twice from libtorch's generator seeded with
-    /// `seed`: as [`GraphedPgd::run`] does (a replay on CUDA) and eagerly with [`maximize`], and
-    /// compares the two. libtorch draws a graph's random start from the generator's state at
-    /// replay as an eager draw would, so a graph that records the attack faithfully gives the
-    /// eager result exactly (deterministic kernels); a share below 1 says the timing of the
-    /// graph is not of the same computation. Leaves the generator seeded from `seed`.
+    /// Runs the ascent on the batch in the buffers three times, each from libtorch's generator
+    /// seeded with `seed`: as [`GraphedPgd::run`] does (a replay on CUDA) and twice eagerly with
+    /// [`maximize`], and compares the replay with the first eager ascent, and the two eager
+    /// ascents with each other. libtorch draws a graph's random start from the generator's
+    /// state at replay as an eager draw would, so a graph that records the attack faithfully
+    /// agrees with the eager ascent as well as the eager ascent agrees with itself (exactly, with
+    /// deterministic kernels); a lower share says the timing of the graph is not of the same
+    /// computation. Leaves the generator seeded from `seed`.
     pub fn check_against_eager(&self, model: &Network, seed: i64) -> Result<GraphCheck> {
         self.same_model(model)?;
         tch::manual_seed(seed);
         let graphed = self.ascend(model)?;
         tch::manual_seed(seed);
         let eager = self.eager(model)?;
-        let equal = graphed.f_eq_tensor(&eager)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?.double_value(&[]);
+        tch::manual_seed(seed);
+        let again = self.eager(model)?;
+        let share = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            Ok(a.f_eq_tensor(b)?.f_to_kind(Kind::Float)?.f_mean(Kind::Float)?.double_value(&[]))
+        };
         let diff = graphed.f_sub(&eager)?.f_abs()?.f_max()?.double_value(&[]);
-        Ok(GraphCheck { equal_fraction: equal, max_abs_diff: diff })
+        Ok(GraphCheck {
+            equal_fraction: share(&graphed, &eager)?,
+            max_abs_diff: diff,
+            eager_repeat_equal_fraction: share(&eager, &again)?,
+        })
     }
 
     /// Whether the ascent runs as a captured CUDA graph (false on the CPU).

@@ -113,9 +113,11 @@ pub(crate) fn run(a: BenchArgs) -> Result<ExitCode> {
             r.precision,
             if r.channels_last { ", channels-last" } else { "" },
             r.graph_check.map_or(String::new(), |c| format!(
-                ", attack in a CUDA graph (equal to the eager attack on {:.2} % of pixels, max |diff| {:.1e})",
+                ", attack in a CUDA graph (equal to the eager attack on {:.2} % of pixels, max |diff| {:.1e}; the \
+                 eager attack twice: {:.2} %)",
                 100.0 * c.equal_fraction,
-                c.max_abs_diff
+                c.max_abs_diff,
+                100.0 * c.eager_repeat_equal_fraction
             )),
             r.batch_size,
             r.ms_per_step,
